@@ -1,0 +1,38 @@
+# Every target bootstraps its own virtualenv: a fresh machine needs only python3.11.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-deps
+
+.PHONY: demo test lint format bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/offload demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+bench: $(STAMP)
+	bash bench/bootstrap.sh
+	.venv-bench/bin/python -m bench.run --chart docs/bench-chart.png
+
+bench-quick: $(STAMP)
+	bash bench/bootstrap.sh
+	.venv-bench/bin/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) .venv-bench build src/*.egg-info

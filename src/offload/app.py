@@ -1,0 +1,307 @@
+"""``Offload``: the application object that wires settings, job types and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from .config import Settings
+from .errors import SchemaOutdated
+from .ids import parse_job_id, uuid7
+from .jobs import Job, JobStatus
+from .registry import JobSpec, Registry, input_model_of
+from .store import JobFilter, NewJob, QueueInfo, Store, open_store
+from .store.queries import load_migrations
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Offload:
+    """Register job handlers, submit jobs, and run workers against one store.
+
+    >>> app = Offload()  # OFFLOAD_DATABASE_URL, else sqlite:///offload.db
+    >>> @app.job("reports.generate", queue="reports", max_attempts=5, timeout=600)
+    ... async def generate(ctx: Context, req: ReportRequest) -> dict: ...
+    >>> job = await app.submit("reports.generate", {"year": 2024})
+
+    The store connects on first use; call ``await app.close()`` when done (or use
+    ``async with app:``).
+    """
+
+    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+        settings = settings or Settings.from_env()
+        if database_url is not None:
+            settings = dataclasses.replace(settings, database_url=database_url)
+        self.settings = settings
+        self.registry = Registry()
+        self._store: Store | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    # -- registering -------------------------------------------------------------------------
+
+    def job(
+        self,
+        name: str,
+        *,
+        queue: str = "default",
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        priority: int = 0,
+        backoff_base: float = 1.0,
+        backoff_max: float = 300.0,
+    ) -> Callable[[F], F]:
+        """Register ``handler(ctx, input: Model)`` as job type ``name``."""
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds")
+
+        def register(handler: F) -> F:
+            self.registry.add(
+                JobSpec(
+                    name=name,
+                    handler=handler,
+                    model=input_model_of(handler),
+                    queue=queue,
+                    max_attempts=max_attempts,
+                    timeout=timeout,
+                    priority=priority,
+                    backoff_base=backoff_base,
+                    backoff_max=backoff_max,
+                )  # fmt: skip
+            )
+            return handler
+
+        return register
+
+    # -- the store ---------------------------------------------------------------------------
+
+    async def store(self) -> Store:
+        """The connected store (connecting, and creating an SQLite schema, on first use)."""
+        if self._store is not None:
+            return self._store
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._store is None:
+                store = open_store(self.settings.database_url)
+                await store.connect()
+                try:
+                    await self._check_schema(store)
+                except BaseException:
+                    await store.close()
+                    raise
+                self._store = store
+        return self._store
+
+    async def _check_schema(self, store: Store) -> None:
+        latest = max(v for v, _ in load_migrations(_dialect(store)))
+        current = await store.schema_version()
+        if current >= latest:
+            return
+        if _dialect(store) == "sqlite":  # embedded: nobody else to ask, just upgrade
+            await store.migrate()
+            return
+        raise SchemaOutdated(
+            f"the database schema is at version {current}, this offload needs {latest}: "
+            "run `offload db upgrade`"
+        )
+
+    async def upgrade_schema(self) -> list[int]:
+        """Apply pending migrations (``offload db upgrade``); return the versions applied."""
+        store = open_store(self.settings.database_url)
+        await store.connect()
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    async def __aenter__(self) -> Offload:
+        await self.store()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def _new_job(
+        self,
+        job_type: str,
+        input: Any,
+        *,
+        queue: str | None,
+        priority: int | None,
+        delay: float | None,
+        run_at: datetime | None,
+        owner: str,
+        idempotency_key: str | None = None,
+        trace_context: dict[str, str] | None = None,
+    ) -> NewJob:
+        spec = self.registry.get(job_type)
+        data = spec.dump(input)
+        wait = _delay_seconds(delay, run_at)
+        queue = queue or spec.queue
+        priority = spec.priority if priority is None else priority
+        request_hash = None
+        if idempotency_key is not None:
+            canonical = json.dumps(
+                [job_type, data, queue, priority], sort_keys=True, separators=(",", ":")
+            )
+            request_hash = hashlib.sha256(canonical.encode()).hexdigest()
+        return NewJob(
+            id=uuid7(), type=job_type, queue=queue, priority=priority, input=data,
+            max_attempts=spec.max_attempts, delay=wait, owner=owner,
+            idempotency_key=idempotency_key, request_hash=request_hash,
+            trace_context=trace_context,
+        )  # fmt: skip
+
+    async def submit(
+        self,
+        job_type: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        owner: str = "default",
+    ) -> Job:
+        """Validate ``input`` against the type's model and store a new job.
+
+        With ``idempotency_key``, a repeat of the same request returns the original job; the
+        same key with different input raises :class:`~offload.errors.IdempotencyConflict`.
+        """
+        job, _ = await self.submit_with_status(
+            job_type, input, idempotency_key=idempotency_key, queue=queue, priority=priority,
+            delay=delay, run_at=run_at, owner=owner,
+        )  # fmt: skip
+        return job
+
+    async def submit_with_status(
+        self, job_type: str, input: Any, *, idempotency_key: str | None = None, **options: Any
+    ) -> tuple[Job, bool]:
+        """Like :meth:`submit`, also telling whether the job was created (False: an
+        idempotent repeat)."""
+        new = self._new_job(
+            job_type, input,
+            queue=options.get("queue"), priority=options.get("priority"),
+            delay=options.get("delay"), run_at=options.get("run_at"),
+            owner=options.get("owner", "default"), idempotency_key=idempotency_key,
+            trace_context=options.get("trace_context"),
+        )  # fmt: skip
+        store = await self.store()
+        return await store.job_insert(new, self.settings.idempotency_ttl_seconds)
+
+    async def submit_many(
+        self,
+        job_type: str,
+        inputs: Iterable[Any],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        owner: str = "default",
+    ) -> list[Job]:
+        """Validate every input first (nothing is stored if one is invalid), then insert them
+        all in one round trip."""
+        new = [
+            self._new_job(
+                job_type,
+                item,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+                run_at=run_at,
+                owner=owner,
+            )  # fmt: skip
+            for item in inputs
+        ]
+        store = await self.store()
+        return await store.job_insert_many(new)
+
+    # -- reading and control -----------------------------------------------------------------
+
+    async def get_job(self, job_id: uuid.UUID | str) -> Job | None:
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return None
+        return await (await self.store()).job_get(parsed)
+
+    async def list_jobs(self, where: JobFilter | None = None, *, limit: int = 50) -> list[Job]:
+        return await (await self.store()).job_list(where or JobFilter(), limit=limit)
+
+    async def dead_letters(self, *, job_type: str | None = None, limit: int = 50) -> list[Job]:
+        """Jobs that failed for good, newest first."""
+        where = JobFilter(status=[JobStatus.FAILED], type=job_type)
+        return await (await self.store()).job_list(where, limit=limit)
+
+    async def cancel(self, job_id: uuid.UUID | str, *, actor: str | None = None) -> Job | None:
+        """Cancel a waiting job at once, or ask a running one to stop (it ends ``canceled``).
+        None if there is no such job; :class:`~offload.errors.IllegalTransition` if it already
+        finished."""
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return None
+        return await (await self.store()).job_cancel(parsed, actor)
+
+    async def replay(
+        self, job_id: uuid.UUID | str, input: Any = None, *, actor: str | None = None
+    ) -> Job | None:
+        """Put a failed job back to ``queued`` with a fresh attempt budget, optionally with
+        corrected input (validated like a new submission). Recorded in its event log."""
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return None
+        store = await self.store()
+        job = await store.job_get(parsed)
+        if job is None:
+            return None
+        spec = self.registry.get(job.type)
+        new_input = spec.dump(input) if input is not None else None
+        return await store.job_replay(parsed, new_input, spec.max_attempts, actor)
+
+    async def pause_queue(self, name: str, *, actor: str | None = None) -> None:
+        """Workers stop claiming from ``name``; waiting jobs stay queued, nothing is lost."""
+        await (await self.store()).queue_set_paused(name, True, actor)
+
+    async def resume_queue(self, name: str, *, actor: str | None = None) -> None:
+        await (await self.store()).queue_set_paused(name, False, actor)
+
+    async def queues(self) -> list[QueueInfo]:
+        return await (await self.store()).queue_list()
+
+    async def events(self, job_id: uuid.UUID | str, after_seq: int = 0) -> list[Any]:
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return []
+        return await (await self.store()).job_events(parsed, after_seq)
+
+
+def _delay_seconds(delay: float | None, run_at: datetime | None) -> float:
+    if delay is not None and run_at is not None:
+        raise ValueError("give either delay or run_at, not both")
+    if run_at is not None:
+        if run_at.tzinfo is None:
+            raise ValueError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+        return max((run_at - datetime.now(UTC)).total_seconds(), 0.0)
+    if delay is not None and delay < 0:
+        raise ValueError("delay must be >= 0 seconds")
+    return delay or 0.0
+
+
+def _dialect(store: Store) -> str:
+    return "sqlite" if store.url.startswith("sqlite") else "postgres"

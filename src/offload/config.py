@@ -1,0 +1,60 @@
+"""Settings from ``OFFLOAD_*`` environment variables, read once into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_DATABASE_URL = "sqlite:///offload.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    lease_seconds: float = 30.0
+    """How long a claimed job stays owned without a heartbeat."""
+    idempotency_ttl_seconds: float = 24 * 3600.0
+    reap_interval: float = 1.0
+    """How often each worker looks for expired leases and due delayed jobs."""
+    poll_interval: float = 0.05
+    """Idle wait between claims when the store has no push wake-ups (SQLite)."""
+    cancel_grace: float = 10.0
+    """After a cancel request, an async handler that has not stopped is cancelled."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if "OFFLOAD_DATABASE_URL" in env:
+            values["database_url"] = env["OFFLOAD_DATABASE_URL"]
+        for name, var in [
+            ("lease_seconds", "OFFLOAD_LEASE_SECONDS"),
+            ("idempotency_ttl_seconds", "OFFLOAD_IDEMPOTENCY_TTL"),
+            ("reap_interval", "OFFLOAD_REAP_INTERVAL"),
+            ("poll_interval", "OFFLOAD_POLL_INTERVAL"),
+            ("cancel_grace", "OFFLOAD_CANCEL_GRACE"),
+        ]:
+            if var in env:
+                try:
+                    values[name] = float(env[var])
+                except ValueError:
+                    raise ValueError(f"{var} must be a number, got {env[var]!r}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.lease_seconds <= 0:
+            raise ValueError("OFFLOAD_LEASE_SECONDS must be > 0")
+        return settings
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, safe for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

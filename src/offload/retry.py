@@ -1,0 +1,27 @@
+"""Backoff between attempts: exponential with full jitter, capped.
+
+Before attempt n+1 (n = the attempt that just failed) a job waits a random time in
+``[0, min(backoff_max, backoff_base * 2 ** (n - 1))]``. Full jitter spreads a burst of failures
+(a dependency that went down for everyone at once) instead of retrying them in lockstep.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+
+def backoff_ceiling(attempt: int, base: float, cap: float) -> float:
+    """The upper bound of the wait after failed attempt ``attempt`` (1-based)."""
+    exponent = min(max(attempt - 1, 0), 62)  # 2**62 already exceeds any sensible cap
+    return min(cap, base * (2**exponent))
+
+
+def backoff_delay(
+    attempt: int,
+    base: float,
+    cap: float,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """A random wait in ``[0, backoff_ceiling(attempt, base, cap)]``; inject ``uniform`` to test."""
+    return uniform(0.0, backoff_ceiling(attempt, base, cap))

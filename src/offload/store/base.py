@@ -1,0 +1,222 @@
+"""The store contract: the jobs table, its event log, queue settings and idempotency keys.
+
+The store is the source of truth. Every state change is a named, guarded update built from
+:mod:`offload.states`; methods that act for one attempt take its ``attempt`` number and do
+nothing (returning False / None) when it is no longer current. That is the fence: a worker
+whose lease expired and whose job was claimed again cannot write anything.
+
+Implementations: :class:`~offload.store.sqlite.SQLiteStore` (embedded, the default) and
+:class:`~offload.store.postgres.PostgresStore`. One contract suite (``tests/contract``) runs
+unchanged against both.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..jobs import Job, JobEvent, JobStatus
+from ..types import JSON
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job about to be inserted; ``input`` is already validated and JSON-ready."""
+
+    id: uuid.UUID
+    type: str
+    queue: str
+    priority: int
+    input: JSON
+    max_attempts: int
+    delay: float = 0.0
+    """Seconds from now until it may run; > 0 makes it ``scheduled``."""
+    owner: str = "default"
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    trace_context: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, written by :meth:`Store.job_finish_many`."""
+
+    job_id: uuid.UUID
+    attempt: int
+    status: JobStatus
+    """SUCCEEDED, RETRYING, FAILED or CANCELED."""
+    result: str | None = None
+    """The result already encoded as JSON text (encoding errors belong to the attempt)."""
+    error_code: str | None = None
+    error_message: str | None = None
+    error_detail: str | None = None
+    retry_delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    job_id: uuid.UUID
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    lost: frozenset[uuid.UUID]
+    """Leases this worker no longer holds: stop those attempts."""
+    cancel_requested: frozenset[uuid.UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    name: str
+    paused: bool
+    waiting: int
+    """Jobs due now or later that no worker holds (queued, scheduled, retrying)."""
+    running: int
+    oldest_waiting_at: datetime | None
+    """When the oldest due job became runnable: the queue's lag starts there."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    status: Sequence[JobStatus] | None = None
+    type: str | None = None
+    queue: str | None = None
+    owner: str | None = None
+    error_code: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class Store(abc.ABC):
+    """One database. Open with :func:`offload.store.open_store`; close with :meth:`close`."""
+
+    url: str
+    supports_push: bool = False
+    """True when :meth:`wait_for_jobs` is woken by the database (no polling needed)."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections; raise :class:`~offload.errors.StoreUnavailable` if it cannot."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # -- schema ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied (concurrency-safe)."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
+        """Insert one job; return it and whether it is new.
+
+        With an idempotency key already used by ``job.owner`` (and not expired) the original
+        job is returned with False, or :class:`~offload.errors.IdempotencyConflict` is raised
+        when ``job.request_hash`` differs. Concurrent inserts with one key create one job.
+        """
+
+    @abc.abstractmethod
+    async def job_insert_many(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert many jobs (no idempotency keys) in one transaction."""
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def job_get(self, job_id: uuid.UUID) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def job_list(
+        self,
+        where: JobFilter,
+        *,
+        limit: int = 50,
+        after: tuple[datetime, uuid.UUID] | None = None,
+    ) -> list[Job]:
+        """Newest first; ``after`` is the (created_at, id) of the last job of the previous page."""
+
+    @abc.abstractmethod
+    async def job_events(self, job_id: uuid.UUID, after_seq: int = 0) -> list[JobEvent]: ...
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def job_claim(
+        self,
+        *,
+        types: Sequence[str],
+        queues: Sequence[str] | None,
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[Job]:
+        """Take up to ``limit`` due jobs (highest priority, then oldest ``run_at``) of the given
+        types from unpaused queues; each becomes ``running`` with ``attempt + 1`` and a lease."""
+
+    @abc.abstractmethod
+    async def job_heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> HeartbeatResult:
+        """Extend the leases still held; report lost ones and pending cancel requests."""
+
+    @abc.abstractmethod
+    async def job_progress(
+        self, job_id: uuid.UUID, attempt: int, percent: float, message: str | None
+    ) -> bool: ...
+
+    @abc.abstractmethod
+    async def job_checkpoint(self, job_id: uuid.UUID, attempt: int, value: JSON) -> bool: ...
+
+    @abc.abstractmethod
+    async def job_finish_many(self, outcomes: Sequence[Outcome]) -> list[uuid.UUID]:
+        """Write many attempts' outcomes in one transaction; return the ids that were written
+        (the others were fenced off)."""
+
+    @abc.abstractmethod
+    async def job_release(self, lease: Lease, reason: str) -> bool:
+        """Hand a running job back to ``queued`` without spending an attempt (graceful stop)."""
+
+    # -- maintenance (safe to run from many workers at once) ---------------------------------
+
+    @abc.abstractmethod
+    async def jobs_reap_expired(self, limit: int = 500) -> int:
+        """Running jobs whose lease expired: back to ``retrying`` (due now), or ``failed`` when
+        their attempts are spent, or ``canceled`` if a cancel was requested."""
+
+    @abc.abstractmethod
+    async def jobs_promote_due(self, limit: int = 500) -> int:
+        """``scheduled`` and ``retrying`` jobs whose ``run_at`` passed become ``queued``."""
+
+    # -- control -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def job_cancel(self, job_id: uuid.UUID, actor: str | None) -> Job | None:
+        """Cancel a waiting job now, or ask a running one to stop. None if there is no such job;
+        :class:`~offload.errors.IllegalTransition` if it already finished."""
+
+    @abc.abstractmethod
+    async def job_replay(
+        self, job_id: uuid.UUID, new_input: JSON | None, extra_attempts: int, actor: str | None
+    ) -> Job | None:
+        """A failed job back to ``queued`` with ``extra_attempts`` more attempts. The attempt
+        number keeps counting up (it is the fence); ``max_attempts`` grows instead."""
+
+    @abc.abstractmethod
+    async def queue_set_paused(self, name: str, paused: bool, actor: str | None) -> None: ...
+
+    @abc.abstractmethod
+    async def queue_list(self) -> list[QueueInfo]: ...
+
+    # -- wake-ups ---------------------------------------------------------------------------------
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        """Return when new work may be due, or after ``timeout``. Stores without push sleep."""
+        await asyncio.sleep(timeout)

@@ -1,0 +1,381 @@
+"""PostgreSQL store (asyncpg). Claims use ``FOR UPDATE SKIP LOCKED``; new work wakes idle
+workers through ``LISTEN offload_jobs`` so pick-up needs no polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ..config import redact_url
+from ..errors import IdempotencyConflict, StoreUnavailable
+from ..jobs import Job, JobEvent, JobStatus
+from ..states import ensure_transition
+from ..types import JSON
+from .base import (
+    HeartbeatResult,
+    JobFilter,
+    Lease,
+    NewJob,
+    Outcome,
+    QueueInfo,
+    Store,
+)
+from .queries import load_migrations, load_queries
+
+Q = load_queries("postgres")
+_MIGRATION_LOCK = 0x0FF10AD  # advisory lock key: one migrator at a time
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class PostgresStore(Store):
+    supports_push = True
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        # asyncpg speaks postgresql:// and postgres://; accept SQLAlchemy-style names too.
+        self.url = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._wake = asyncio.Event()
+        self._cancel_callbacks: list[Any] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                init=_init_connection,
+                timeout=10,
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            reason = exc.__class__.__name__ if not str(exc) else str(exc)
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {redact_url(self.url)}: {reason}"
+            ) from None
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not connected; await store.connect() first")
+        return self._pool
+
+    # -- schema ------------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        applied: list[int] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS offload_schema_migrations "
+                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {
+                r["version"]
+                for r in await conn.fetch("SELECT version FROM offload_schema_migrations")
+            }
+            for version, sql in load_migrations("postgres"):
+                if version not in done:
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO offload_schema_migrations (version) VALUES ($1)", version
+                    )
+                    applied.append(version)
+        return applied
+
+    async def schema_version(self) -> int:
+        async with self.pool.acquire() as conn:
+            exists = await conn.fetchval("SELECT to_regclass('offload_schema_migrations')")
+            if exists is None:
+                return 0
+            return await conn.fetchval(
+                "SELECT coalesce(max(version), 0) FROM offload_schema_migrations"
+            )
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def _insert_args(self, job: NewJob) -> tuple[Any, ...]:
+        status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
+        return (
+            job.id, job.type, job.queue, job.priority, status.value, job.input,
+            job.max_attempts, max(job.delay, 0.0), job.owner, job.idempotency_key,
+            job.trace_context,
+        )  # fmt: skip
+
+    async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
+        if job.idempotency_key is None:
+            row = await self.pool.fetchrow(Q["job_insert"], *self._insert_args(job))
+            return Job.from_row(row), True
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Concurrent inserts with one key block on the key's unique index until the first
+            # commits; then exactly one of them owns the key.
+            owned = await conn.fetchval(
+                Q["idempotency_claim"], job.owner, job.idempotency_key, job.id,
+                job.request_hash, idempotency_ttl,
+            )  # fmt: skip
+            if owned is not None:
+                row = await conn.fetchrow(Q["job_insert"], *self._insert_args(job))
+                return Job.from_row(row), True
+            existing = await conn.fetchrow(Q["idempotency_get"], job.owner, job.idempotency_key)
+            if existing["request_hash"] != job.request_hash:
+                raise IdempotencyConflict(
+                    f"idempotency key {job.idempotency_key!r} was already used for a different "
+                    "request"
+                )
+            row = await conn.fetchrow(Q["job_get"], existing["job_id"])
+            return Job.from_row(row), False
+
+    async def job_insert_many(self, jobs: Sequence[NewJob]) -> list[Job]:
+        if not jobs:
+            return []
+        columns: list[list[Any]] = [[] for _ in range(9)]
+        for job in jobs:
+            status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
+            for column, value in zip(
+                columns,
+                (job.id, job.type, job.queue, job.priority, status.value, _dumps(job.input),
+                 job.max_attempts, max(job.delay, 0.0), job.owner),
+                strict=True,
+            ):  # fmt: skip
+                column.append(value)
+        queues = sorted({j.queue for j in jobs if j.delay <= 0})
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(Q["job_insert_many"], *columns)
+            if queues:
+                await conn.execute(Q["notify_jobs"], queues)
+        return [Job.from_row(r) for r in rows]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def job_get(self, job_id: uuid.UUID) -> Job | None:
+        row = await self.pool.fetchrow(Q["job_get"], job_id)
+        return Job.from_row(row) if row else None
+
+    async def job_list(
+        self,
+        where: JobFilter,
+        *,
+        limit: int = 50,
+        after: tuple[datetime, uuid.UUID] | None = None,
+    ) -> list[Job]:
+        clauses, args = _filter_sql(where)
+        if after is not None:
+            args += [after[0], after[1]]
+            clauses.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+        sql = "SELECT * FROM offload_jobs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        args.append(limit)
+        sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}"
+        return [Job.from_row(r) for r in await self.pool.fetch(sql, *args)]
+
+    async def job_events(self, job_id: uuid.UUID, after_seq: int = 0) -> list[JobEvent]:
+        rows = await self.pool.fetch(Q["job_events"], job_id, after_seq)
+        return [
+            JobEvent(
+                job_id=r["job_id"],
+                seq=r["seq"],
+                type=r["type"],
+                status=JobStatus(r["status"]),
+                attempt=r["attempt"],
+                data=r["data"] or {},
+                created_at=r["created_at"],
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    async def job_claim(
+        self,
+        *,
+        types: Sequence[str],
+        queues: Sequence[str] | None,
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[Job]:
+        rows = await self.pool.fetch(
+            Q["job_claim"], list(types), list(queues) if queues else None, limit, worker_id,
+            lease_seconds,
+        )  # fmt: skip
+        return [Job.from_row(r) for r in rows]
+
+    async def job_heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> HeartbeatResult:
+        if not leases:
+            return HeartbeatResult(frozenset(), frozenset())
+        rows = await self.pool.fetch(
+            Q["job_heartbeat"], [lease.job_id for lease in leases],
+            [lease.attempt for lease in leases], lease_seconds,
+        )  # fmt: skip
+        held = {r["id"] for r in rows}
+        return HeartbeatResult(
+            lost=frozenset(lease.job_id for lease in leases) - held,
+            cancel_requested=frozenset(r["id"] for r in rows if r["cancel_requested"]),
+        )
+
+    async def job_progress(
+        self, job_id: uuid.UUID, attempt: int, percent: float, message: str | None
+    ) -> bool:
+        return (
+            await self.pool.fetchval(Q["job_progress"], job_id, attempt, percent, message)
+            is not None
+        )
+
+    async def job_checkpoint(self, job_id: uuid.UUID, attempt: int, value: JSON) -> bool:
+        return await self.pool.fetchval(Q["job_checkpoint"], job_id, attempt, value) is not None
+
+    async def job_finish_many(self, outcomes: Sequence[Outcome]) -> list[uuid.UUID]:
+        if not outcomes:
+            return []
+        for o in outcomes:
+            ensure_transition(o.job_id, JobStatus.RUNNING, o.status)
+        rows = await self.pool.fetch(
+            Q["job_finish_many"],
+            [o.job_id for o in outcomes], [o.attempt for o in outcomes],
+            [o.status.value for o in outcomes], [o.result for o in outcomes],
+            [o.error_code for o in outcomes], [o.error_message for o in outcomes],
+            [o.error_detail for o in outcomes], [o.retry_delay for o in outcomes],
+        )  # fmt: skip
+        return [r["id"] for r in rows]
+
+    async def job_release(self, lease: Lease, reason: str) -> bool:
+        return (
+            await self.pool.fetchval(Q["job_release"], lease.job_id, lease.attempt, reason)
+            is not None
+        )
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def jobs_reap_expired(self, limit: int = 500) -> int:
+        return len(await self.pool.fetch(Q["jobs_reap_expired"], limit))
+
+    async def jobs_promote_due(self, limit: int = 500) -> int:
+        return len(await self.pool.fetch(Q["jobs_promote_due"], limit))
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def job_cancel(self, job_id: uuid.UUID, actor: str | None) -> Job | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["job_cancel_waiting"], job_id, actor)
+            if row is None:
+                row = await conn.fetchrow(Q["job_cancel_running"], job_id, actor)
+            if row is not None:
+                return Job.from_row(row)
+            row = await conn.fetchrow(Q["job_get"], job_id)
+        if row is None:
+            return None
+        job = Job.from_row(row)
+        if job.status is JobStatus.RUNNING:  # a cancel was already requested
+            return job
+        ensure_transition(job.id, job.status, JobStatus.CANCELED)
+        return job  # pragma: no cover - ensure_transition raises for every terminal state
+
+    async def job_replay(
+        self, job_id: uuid.UUID, new_input: JSON | None, extra_attempts: int, actor: str | None
+    ) -> Job | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["job_replay"], job_id, new_input, extra_attempts, actor)
+            if row is not None:
+                return Job.from_row(row)
+            current = await conn.fetchrow(Q["job_get"], job_id)
+        if current is None:
+            return None
+        ensure_transition(job_id, JobStatus(current["status"]), JobStatus.QUEUED)
+        return Job.from_row(current)  # pragma: no cover
+
+    async def queue_set_paused(self, name: str, paused: bool, actor: str | None) -> None:
+        await self.pool.execute(Q["queue_set_paused"], name, paused, actor)
+        if not paused:
+            await self.pool.execute(Q["notify_jobs"], [name])
+
+    async def queue_list(self) -> list[QueueInfo]:
+        rows = await self.pool.fetch(Q["queue_list"])
+        return [
+            QueueInfo(
+                name=r["name"],
+                paused=r["paused"],
+                waiting=r["waiting"],
+                running=r["running"],
+                oldest_waiting_at=r["oldest_waiting_at"],
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    # -- wake-ups ----------------------------------------------------------------------------
+
+    async def listen(self) -> None:
+        """Start receiving ``offload_jobs`` and ``offload_cancel`` notifications."""
+        if self._listener is not None:
+            return
+        self._listener = await asyncpg.connect(self.url, timeout=10)
+        await self._listener.add_listener("offload_jobs", self._on_jobs)
+        await self._listener.add_listener("offload_cancel", self._on_cancel)
+
+    def on_cancel_requested(self, callback: Any) -> None:
+        self._cancel_callbacks.append(callback)
+
+    def _on_jobs(self, *_: object) -> None:
+        self._wake.set()
+
+    def _on_cancel(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        for callback in self._cancel_callbacks:
+            callback(uuid.UUID(payload))
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        if self._listener is None:
+            await self.listen()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+
+def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def add(template: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(template.format(f"${len(args)}"))
+
+    if where.status:
+        add("status = ANY({}::text[])", [s.value for s in where.status])
+    if where.type:
+        add("type = {}", where.type)
+    if where.queue:
+        add("queue = {}", where.queue)
+    if where.owner:
+        add("owner = {}", where.owner)
+    if where.error_code:
+        add("error_code = {}", where.error_code)
+    if where.created_after:
+        add("created_at >= {}", where.created_after)
+    if where.created_before:
+        add("created_at < {}", where.created_before)
+    return clauses, args

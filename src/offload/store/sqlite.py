@@ -1,0 +1,513 @@
+"""SQLite store: the embedded default, a single file in WAL mode, created on first use.
+
+Each store owns one connection on one dedicated thread; a whole operation (its few statements
+inside one ``BEGIN IMMEDIATE`` transaction) runs there in a single hop. That is why this is not
+built on aiosqlite, which hops threads once per statement. Several processes may share the file:
+writers queue on SQLite's lock (``busy_timeout``) and every transaction is short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import IdempotencyConflict, StoreUnavailable
+from ..jobs import Job, JobEvent, JobStatus
+from ..states import ensure_transition
+from ..types import JSON
+from .base import HeartbeatResult, JobFilter, Lease, NewJob, Outcome, QueueInfo, Store
+from .queries import load_migrations, load_queries
+
+Q = load_queries("sqlite")
+T = TypeVar("T")
+
+_JSON_COLUMNS = ("input", "checkpoint", "result", "trace_context")
+_TIME_COLUMNS = (
+    "run_at", "lease_expires_at", "created_at", "updated_at", "started_at", "finished_at",
+)  # fmt: skip
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    data = dict(row)
+    for column in _JSON_COLUMNS:
+        if data[column] is not None:
+            data[column] = json.loads(data[column])
+    for column in _TIME_COLUMNS:
+        data[column] = _time(data[column])
+    return Job.from_row(data)
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``sqlite:///:memory:``."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    return url[len("sqlite:///") :]
+
+
+class SQLiteStore(Store):
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._clock = clock
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="offload-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def _tx(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, now, *args)`` inside one immediate (write-locking) transaction."""
+
+        def run() -> T:
+            conn = self._require()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, self._clock(), *args)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._run(run)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._run(lambda: fn(self._require(), self._clock(), *args))
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not connected; await store.connect() first")
+        return self._conn
+
+    @staticmethod
+    def _event(
+        conn: sqlite3.Connection, now: float, job_id: str, seq: int, type_: str, status: str,
+        attempt: int, data: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        conn.execute(
+            Q["event_insert"],
+            {"job_id": job_id, "seq": seq, "type": type_, "status": status, "attempt": attempt,
+             "data": _dumps(data) if data else None, "now": now},
+        )  # fmt: skip
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        def open_db() -> None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode survives a process crash (only an OS crash may lose the last
+            # commits), which is the trade every embedded queue makes for speed.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._conn = conn
+
+        try:
+            await self._run(open_db)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._thread.shutdown(wait=True)
+
+    # -- schema ------------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        def run(conn: sqlite3.Connection, now: float) -> list[int]:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS offload_schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM offload_schema_migrations")}
+            applied = []
+            for version, sql in load_migrations("sqlite"):
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO offload_schema_migrations VALUES (?, ?)", (version, now))
+                applied.append(version)
+            return applied
+
+        return await self._tx(run)
+
+    async def schema_version(self) -> int:
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'offload_schema_migrations'"
+            ).fetchone()
+            if not exists:
+                return 0
+            return conn.execute(
+                "SELECT coalesce(max(version), 0) FROM offload_schema_migrations"
+            ).fetchone()[0]
+
+        return await self._read(run)
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def _insert(self, conn: sqlite3.Connection, now: float, job: NewJob) -> Job:
+        status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
+        row = conn.execute(
+            Q["job_insert"],
+            {"id": str(job.id), "type": job.type, "queue": job.queue, "priority": job.priority,
+             "status": status.value, "input": _dumps(job.input), "max_attempts": job.max_attempts,
+             "run_at": now + max(job.delay, 0.0), "owner": job.owner,
+             "idempotency_key": job.idempotency_key,
+             "trace_context": _dumps(job.trace_context) if job.trace_context else None,
+             "now": now},
+        ).fetchone()  # fmt: skip
+        self._event(conn, now, str(job.id), 1, f"job.{status.value}", status.value, 0)
+        return _job(row)
+
+    async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
+        def run(conn: sqlite3.Connection, now: float) -> tuple[Job, bool]:
+            if job.idempotency_key is not None:
+                key = {"owner": job.owner, "key": job.idempotency_key}
+                owned = conn.execute(
+                    Q["idempotency_claim"],
+                    {**key, "job_id": str(job.id), "request_hash": job.request_hash,
+                     "expires_at": now + idempotency_ttl, "now": now},
+                ).fetchone()  # fmt: skip
+                if owned is None:
+                    existing = conn.execute(Q["idempotency_get"], key).fetchone()
+                    if existing["request_hash"] != job.request_hash:
+                        raise IdempotencyConflict(
+                            f"idempotency key {job.idempotency_key!r} was already used for a "
+                            "different request"
+                        )
+                    row = conn.execute(Q["job_get"], {"id": existing["job_id"]}).fetchone()
+                    return _job(row), False
+            return self._insert(conn, now, job), True
+
+        return await self._tx(run)
+
+    async def job_insert_many(self, jobs: Sequence[NewJob]) -> list[Job]:
+        def run(conn: sqlite3.Connection, now: float) -> list[Job]:
+            return [self._insert(conn, now, job) for job in jobs]
+
+        return await self._tx(run) if jobs else []
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def job_get(self, job_id: uuid.UUID) -> Job | None:
+        def run(conn: sqlite3.Connection, now: float) -> Job | None:
+            row = conn.execute(Q["job_get"], {"id": str(job_id)}).fetchone()
+            return _job(row) if row else None
+
+        return await self._read(run)
+
+    async def job_list(
+        self,
+        where: JobFilter,
+        *,
+        limit: int = 50,
+        after: tuple[datetime, uuid.UUID] | None = None,
+    ) -> list[Job]:
+        clauses, args = _filter_sql(where)
+        if after is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            stamp = after[0].timestamp()
+            args += [stamp, stamp, str(after[1])]
+        sql = "SELECT * FROM offload_jobs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+
+        def run(conn: sqlite3.Connection, now: float) -> list[Job]:
+            return [_job(r) for r in conn.execute(sql, args)]
+
+        return await self._read(run)
+
+    async def job_events(self, job_id: uuid.UUID, after_seq: int = 0) -> list[JobEvent]:
+        def run(conn: sqlite3.Connection, now: float) -> list[JobEvent]:
+            rows = conn.execute(Q["job_events"], {"id": str(job_id), "after": after_seq})
+            return [
+                JobEvent(
+                    job_id=job_id,
+                    seq=r["seq"],
+                    type=r["type"],
+                    status=JobStatus(r["status"]),
+                    attempt=r["attempt"],
+                    data=json.loads(r["data"]) if r["data"] else {},
+                    created_at=datetime.fromtimestamp(r["created_at"], UTC),
+                )  # fmt: skip
+                for r in rows
+            ]
+
+        return await self._read(run)
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    async def job_claim(
+        self,
+        *,
+        types: Sequence[str],
+        queues: Sequence[str] | None,
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[Job]:
+        def run(conn: sqlite3.Connection, now: float) -> list[Job]:
+            rows = conn.execute(
+                Q["job_claim"],
+                {"types": _dumps(list(types)), "queues": _dumps(list(queues)) if queues else None,
+                 "limit": limit, "worker_id": worker_id, "lease": lease_seconds, "now": now},
+            ).fetchall()  # fmt: skip
+            for r in rows:
+                self._event(
+                    conn, now, r["id"], r["event_seq"], "job.running", "running", r["attempt"]
+                )
+            return [_job(r) for r in rows]
+
+        jobs = await self._tx(run)
+        jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+        return jobs
+
+    async def job_heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> HeartbeatResult:
+        def run(conn: sqlite3.Connection, now: float) -> HeartbeatResult:
+            held: set[uuid.UUID] = set()
+            cancel: set[uuid.UUID] = set()
+            for lease in leases:
+                row = conn.execute(
+                    Q["job_heartbeat"],
+                    {"id": str(lease.job_id), "attempt": lease.attempt, "lease": lease_seconds,
+                     "now": now},
+                ).fetchone()  # fmt: skip
+                if row is not None:
+                    held.add(lease.job_id)
+                    if row["cancel_requested"]:
+                        cancel.add(lease.job_id)
+            lost = frozenset(lease.job_id for lease in leases) - held
+            return HeartbeatResult(lost, frozenset(cancel))
+
+        if not leases:
+            return HeartbeatResult(frozenset(), frozenset())
+        return await self._tx(run)
+
+    async def job_progress(
+        self, job_id: uuid.UUID, attempt: int, percent: float, message: str | None
+    ) -> bool:
+        def run(conn: sqlite3.Connection, now: float) -> bool:
+            row = conn.execute(
+                Q["job_progress"],
+                {"id": str(job_id), "attempt": attempt, "percent": percent, "message": message,
+                 "now": now},
+            ).fetchone()  # fmt: skip
+            if row is None:
+                return False
+            self._event(
+                conn, now, row["id"], row["event_seq"], "job.progress", "running", attempt,
+                {"percent": percent, "message": message},
+            )  # fmt: skip
+            return True
+
+        return await self._tx(run)
+
+    async def job_checkpoint(self, job_id: uuid.UUID, attempt: int, value: JSON) -> bool:
+        def run(conn: sqlite3.Connection, now: float) -> bool:
+            row = conn.execute(
+                Q["job_checkpoint"],
+                {"id": str(job_id), "attempt": attempt, "value": _dumps(value), "now": now},
+            ).fetchone()
+            return row is not None
+
+        return await self._tx(run)
+
+    async def job_finish_many(self, outcomes: Sequence[Outcome]) -> list[uuid.UUID]:
+        for o in outcomes:
+            ensure_transition(o.job_id, JobStatus.RUNNING, o.status)
+
+        def run(conn: sqlite3.Connection, now: float) -> list[uuid.UUID]:
+            written = []
+            for o in outcomes:
+                row = conn.execute(
+                    Q["job_finish"],
+                    {"id": str(o.job_id), "attempt": o.attempt, "status": o.status.value,
+                     "result": o.result, "error_code": o.error_code,
+                     "error_message": o.error_message, "error_detail": o.error_detail,
+                     "delay": o.retry_delay, "now": now},
+                ).fetchone()  # fmt: skip
+                if row is None:
+                    continue
+                data = None
+                if o.error_code is not None:
+                    data = {"error": {"code": o.error_code, "message": o.error_message}}
+                    if o.status is JobStatus.RETRYING:
+                        data["retry_at"] = _time(row["run_at"]).isoformat()  # type: ignore[union-attr]
+                self._event(
+                    conn, now, row["id"], row["event_seq"], f"job.{o.status.value}",
+                    o.status.value, o.attempt, data,
+                )  # fmt: skip
+                written.append(o.job_id)
+            return written
+
+        return await self._tx(run) if outcomes else []
+
+    async def job_release(self, lease: Lease, reason: str) -> bool:
+        def run(conn: sqlite3.Connection, now: float) -> bool:
+            row = conn.execute(
+                Q["job_release"], {"id": str(lease.job_id), "attempt": lease.attempt, "now": now}
+            ).fetchone()
+            if row is None:
+                return False
+            self._event(
+                conn, now, row["id"], row["event_seq"], "job.queued", "queued", lease.attempt,
+                {"reason": reason},
+            )  # fmt: skip
+            return True
+
+        return await self._tx(run)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def jobs_reap_expired(self, limit: int = 500) -> int:
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            rows = conn.execute(Q["jobs_reap_expired"], {"now": now, "limit": limit}).fetchall()
+            for r in rows:
+                self._event(
+                    conn, now, r["id"], r["event_seq"], f"job.{r['status']}", r["status"],
+                    r["attempt"],
+                    {"error": {"code": r["error_code"], "message": r["error_message"]}},
+                )  # fmt: skip
+            return len(rows)
+
+        return await self._tx(run)
+
+    async def jobs_promote_due(self, limit: int = 500) -> int:
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            rows = conn.execute(Q["jobs_promote_due"], {"now": now, "limit": limit}).fetchall()
+            for r in rows:
+                self._event(
+                    conn, now, r["id"], r["event_seq"], "job.queued", "queued", r["attempt"]
+                )
+            return len(rows)
+
+        return await self._tx(run)
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def job_cancel(self, job_id: uuid.UUID, actor: str | None) -> Job | None:
+        def run(conn: sqlite3.Connection, now: float) -> Job | None:
+            params = {"id": str(job_id), "now": now}
+            row = conn.execute(Q["job_cancel_waiting"], params).fetchone()
+            if row is not None:
+                self._event(conn, now, row["id"], row["event_seq"], "job.canceled", "canceled",
+                            row["attempt"], {"actor": actor})  # fmt: skip
+                return _job(row)
+            row = conn.execute(Q["job_cancel_running"], params).fetchone()
+            if row is not None:
+                self._event(conn, now, row["id"], row["event_seq"], "job.cancel_requested",
+                            "running", row["attempt"], {"actor": actor})  # fmt: skip
+                return _job(row)
+            row = conn.execute(Q["job_get"], params).fetchone()
+            if row is None:
+                return None
+            job = _job(row)
+            if job.status is not JobStatus.RUNNING:  # running: a cancel was already requested
+                ensure_transition(job.id, job.status, JobStatus.CANCELED)
+            return job
+
+        return await self._tx(run)
+
+    async def job_replay(
+        self, job_id: uuid.UUID, new_input: JSON | None, extra_attempts: int, actor: str | None
+    ) -> Job | None:
+        def run(conn: sqlite3.Connection, now: float) -> Job | None:
+            row = conn.execute(
+                Q["job_replay"],
+                {"id": str(job_id), "input": _dumps(new_input) if new_input is not None else None,
+                 "extra": extra_attempts, "now": now},
+            ).fetchone()  # fmt: skip
+            if row is not None:
+                self._event(
+                    conn, now, row["id"], row["event_seq"], "job.queued", "queued",
+                    row["attempt"],
+                    {"action": "replay", "actor": actor, "input_changed": new_input is not None},
+                )  # fmt: skip
+                return _job(row)
+            current = conn.execute(Q["job_get"], {"id": str(job_id)}).fetchone()
+            if current is None:
+                return None
+            ensure_transition(job_id, JobStatus(current["status"]), JobStatus.QUEUED)
+            return _job(current)  # pragma: no cover
+
+        return await self._tx(run)
+
+    async def queue_set_paused(self, name: str, paused: bool, actor: str | None) -> None:
+        def run(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(
+                Q["queue_set_paused"],
+                {"name": name, "paused": int(paused), "now": now, "actor": actor},
+            )
+
+        await self._tx(run)
+
+    async def queue_list(self) -> list[QueueInfo]:
+        def run(conn: sqlite3.Connection, now: float) -> list[QueueInfo]:
+            return [
+                QueueInfo(
+                    name=r["name"],
+                    paused=bool(r["paused"]),
+                    waiting=r["waiting"],
+                    running=r["running"],
+                    oldest_waiting_at=_time(r["oldest_waiting_at"]),
+                )  # fmt: skip
+                for r in conn.execute(Q["queue_list"], {"now": now})
+            ]
+
+        return await self._read(run)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (comments dropped; no ``;`` inside literals)."""
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in code.split(";") if s.strip()]
+
+
+def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if where.status:
+        clauses.append(f"status IN ({','.join('?' * len(where.status))})")
+        args += [s.value for s in where.status]
+    for column, value in [
+        ("type", where.type), ("queue", where.queue), ("owner", where.owner),
+        ("error_code", where.error_code),
+    ]:  # fmt: skip
+        if value:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if where.created_after:
+        clauses.append("created_at >= ?")
+        args.append(where.created_after.timestamp())
+    if where.created_before:
+        clauses.append("created_at < ?")
+        args.append(where.created_before.timestamp())
+    return clauses, args

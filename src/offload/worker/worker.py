@@ -1,0 +1,298 @@
+"""The worker loop, whole: claim what fits, run each attempt as a task, write outcomes in
+batches, keep leases alive, and drain on stop.
+
+Background duties are named, supervised side tasks sharing one lifecycle:
+``heartbeat`` (renew leases, notice lost leases and cancel requests), ``maintenance`` (reap
+expired leases and promote due delayed jobs; safe to run in every worker at once) and
+``completer`` (write finished attempts in batches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..app import Offload
+from ..context import Context
+from ..jobs import Job
+from ..store import Lease, Outcome, Store
+from .executor import AttemptAbandoned, run_attempt
+
+log = logging.getLogger("offload.worker")
+
+_BATCH = 500
+"""Most outcomes written in one statement."""
+
+
+@dataclass(slots=True)
+class _Active:
+    job: Job
+    ctx: Context
+    task: asyncio.Task[None]
+
+
+class Worker:
+    """Runs the jobs of one :class:`~offload.Offload` app.
+
+    >>> worker = Worker(app, queues=["reports"], concurrency=8)
+    >>> await worker.run()          # until worker.stop() (SIGTERM in `offload worker`)
+    """
+
+    def __init__(
+        self,
+        app: Offload,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        grace: float = 30.0,
+        worker_id: str | None = None,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if len(app.registry) == 0:
+            raise ValueError("the app has no job types registered; nothing to run")
+        self.app = app
+        self.queues = list(queues) if queues else None
+        self.concurrency = concurrency
+        self.grace = grace
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._uniform = uniform
+        self._types = app.registry.names()
+        self._lease = app.settings.lease_seconds
+        self._active: dict[uuid.UUID, _Active] = {}
+        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._abort = asyncio.Event()
+        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="offload-job")
+        self._store: Store | None = None
+        self.ready = asyncio.Event()
+        """Set once the worker is connected and claiming."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop claiming and drain; ``now`` skips the grace period (a second SIGTERM)."""
+        self._stopping.set()
+        if now:
+            self._abort.set()
+
+    async def run(self) -> None:
+        store = self._store = await self.app.store()
+        listen = getattr(store, "listen", None)
+        if listen is not None:
+            await listen()
+            store.on_cancel_requested(self._on_cancel_requested)  # type: ignore[attr-defined]
+        side_tasks = [
+            asyncio.create_task(self._supervised("completer", self._complete_forever)),
+            asyncio.create_task(self._supervised("heartbeat", self._heartbeat_forever)),
+            asyncio.create_task(self._supervised("maintenance", self._maintain_forever)),
+        ]
+        log.info("worker %s started (queues=%s, concurrency=%d)", self.worker_id,
+                 ",".join(self.queues or ["*"]), self.concurrency)  # fmt: skip
+        self.ready.set()
+        try:
+            await self._claim_forever(store)
+            await self._drain()
+        finally:
+            for task in side_tasks:
+                task.cancel()
+            await asyncio.gather(*side_tasks, return_exceptions=True)
+            await self._flush_outcomes()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped", self.worker_id)
+
+    async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a side task alive: log and restart it if it fails (a database blip)."""
+        delay = 0.1
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; restarting in %.1f s", name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def _claim_forever(self, store: Store) -> None:
+        idle_wait = 1.0 if store.supports_push else self.app.settings.poll_interval
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._active)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._until(self._slot_free)
+                continue
+            try:
+                jobs = await store.job_claim(
+                    types=self._types, queues=self.queues, limit=free,
+                    worker_id=self.worker_id, lease_seconds=self._lease,
+                )  # fmt: skip
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.warning("claim failed (%s); retrying", exc)
+                await self._until(None, timeout=min(0.1 * 2**failures, 5.0))
+                continue
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < free:
+                await self._until(None, timeout=idle_wait, wake=store.wait_for_jobs)
+
+    async def _until(
+        self,
+        event: asyncio.Event | None,
+        *,
+        timeout: float | None = None,
+        wake: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        """Wait for ``event``, a store wake-up or stop, whichever comes first."""
+        waiters = [asyncio.ensure_future(self._stopping.wait())]
+        if event is not None:
+            waiters.append(asyncio.ensure_future(event.wait()))
+        if wake is not None:
+            waiters.append(asyncio.ensure_future(wake(timeout or 1.0)))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _start(self, job: Job) -> None:
+        spec = self.app.registry.get(job.type)
+        ctx = Context(
+            self._store, job.id, job.type, job.attempt, job.max_attempts, job.checkpoint,  # type: ignore[arg-type]
+            asyncio.get_running_loop(),
+        )  # fmt: skip
+        if job.cancel_requested:
+            ctx.request_cancel()
+        task = asyncio.create_task(self._execute(job, spec, ctx), name=f"job-{job.id}")
+        self._active[job.id] = _Active(job, ctx, task)
+
+    async def _execute(self, job: Job, spec: object, ctx: Context) -> None:
+        try:
+            outcome = await run_attempt(job, spec, ctx, self._threads, self._uniform)  # type: ignore[arg-type]
+        except AttemptAbandoned:
+            log.warning("job %s attempt %d lost its lease; its result is discarded",
+                        job.id, job.attempt)  # fmt: skip
+            outcome = None
+        finally:
+            self._active.pop(job.id, None)
+            self._slot_free.set()
+        if outcome is not None:
+            self._outcomes.put_nowait(outcome)
+
+    # -- cancel requests ---------------------------------------------------------------------
+
+    def _on_cancel_requested(self, job_id: uuid.UUID) -> None:
+        active = self._active.get(job_id)
+        if active is None or active.ctx.cancel_requested:
+            return
+        active.ctx.request_cancel()
+        if self.app.registry.get(active.job.type).is_async:
+            asyncio.get_running_loop().call_later(
+                self.app.settings.cancel_grace, self._force_cancel, job_id, active.task
+            )
+
+    def _force_cancel(self, job_id: uuid.UUID, task: asyncio.Task[None]) -> None:
+        """The handler ignored the cancel request for ``cancel_grace`` seconds: stop it."""
+        if not task.done():
+            task.offload_cancel_requested = True  # type: ignore[attr-defined]
+            task.cancel()
+
+    # -- side tasks --------------------------------------------------------------------------
+
+    async def _complete_forever(self) -> None:
+        while True:
+            batch = [await self._outcomes.get()]
+            while len(batch) < _BATCH and not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                written = await self._store.job_finish_many(batch)  # type: ignore[union-attr]
+                break
+            except Exception as exc:
+                # The store is down: keep the outcomes and try again. If it stays down past
+                # the lease, the reaper hands the jobs to another attempt (at-least-once).
+                log.warning("writing %d outcomes failed (%s); retrying", len(batch), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        if len(written) < len(batch):
+            fenced = {o.job_id for o in batch} - set(written)
+            log.warning("%d outcomes were fenced off (leases lost): %s", len(fenced),
+                        ", ".join(map(str, sorted(fenced))))  # fmt: skip
+
+    async def _flush_outcomes(self) -> None:
+        batch: list[Outcome] = []
+        while not self._outcomes.empty():
+            batch.append(self._outcomes.get_nowait())
+        for start in range(0, len(batch), _BATCH):
+            await self._write(batch[start : start + _BATCH])
+
+    async def _heartbeat_forever(self) -> None:
+        interval = min(self._lease / 3, 2.0)
+        while True:
+            await asyncio.sleep(interval)
+            leases = [Lease(a.job.id, a.job.attempt) for a in self._active.values()]
+            if not leases:
+                continue
+            result = await self._store.job_heartbeat(leases, self._lease)  # type: ignore[union-attr]
+            for job_id in result.lost:
+                active = self._active.get(job_id)
+                if active is not None:
+                    log.warning("job %s: lease lost; abandoning attempt %d",
+                                job_id, active.job.attempt)  # fmt: skip
+                    active.ctx.fence()
+                    active.task.cancel()
+            for job_id in result.cancel_requested:
+                self._on_cancel_requested(job_id)
+
+    async def _maintain_forever(self) -> None:
+        interval = self.app.settings.reap_interval
+        while True:
+            reaped = await self._store.jobs_reap_expired()  # type: ignore[union-attr]
+            if reaped:
+                log.warning("returned %d jobs with expired leases", reaped)
+            await self._store.jobs_promote_due()  # type: ignore[union-attr]
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+
+    # -- draining ----------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Let running attempts finish within the grace period, then hand the rest back."""
+        if self._active:
+            log.info("draining %d running jobs (grace %.0f s)", len(self._active), self.grace)
+            running = asyncio.gather(*(a.task for a in self._active.values()),
+                                     return_exceptions=True)  # fmt: skip
+            abort = asyncio.ensure_future(self._abort.wait())
+            await asyncio.wait([running, abort], timeout=self.grace,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            abort.cancel()
+        leftovers = list(self._active.values())
+        for active in leftovers:
+            active.ctx.fence()
+            active.task.cancel()
+        await asyncio.gather(*(a.task for a in leftovers), return_exceptions=True)
+        await self._flush_outcomes()
+        for active in leftovers:
+            released = await self._store.job_release(  # type: ignore[union-attr]
+                Lease(active.job.id, active.job.attempt), "worker shutdown"
+            )
+            if released:
+                log.info("job %s handed back for another worker", active.job.id)
