@@ -1,0 +1,148 @@
+"""Benchmark runner: ``.venv-bench/bin/python -m bench.run [--quick] [--only a,b] [--repeat N]
+[--json out.json] [--chart docs/bench-chart.png]``.
+
+Sets up isolated infrastructure (private redis-server, fresh PostgreSQL database, per-run
+RabbitMQ queue names), runs every scenario for every selected system one system at a time,
+then prints one table, writes the raw JSON and renders the chart. Everything it started or
+created is removed at the end, also on failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import sys
+import time
+from dataclasses import asdict
+
+import redis
+from rich.console import Console
+
+from bench import infra, report
+from bench.scenarios import FULL, QUICK, SystemResult, run_system
+from bench.systems import SYSTEMS, load_system
+from bench.systems.base import BenchEnv
+
+console = Console()
+
+
+def log(message: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", highlight=False)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small N, 1 repeat (well under 2 min)")
+    p.add_argument("--only", help=f"comma-separated subset of: {','.join(SYSTEMS)}")
+    p.add_argument("--repeat", type=int, help="measurements per scenario (default 3, quick 1)")
+    p.add_argument("--json", default="bench-results.json", help="raw results file")
+    p.add_argument("--chart", default="docs/bench-chart.png", help="PNG chart ('' to skip)")
+    args = p.parse_args(argv)
+    args.names = [n.strip() for n in args.only.split(",")] if args.only else list(SYSTEMS)
+    unknown = [n for n in args.names if n not in SYSTEMS]
+    if unknown:
+        p.error(f"unknown system(s): {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    return args
+
+
+def run(args: argparse.Namespace) -> list[SystemResult]:
+    sizes = QUICK if args.quick else FULL
+    run_id = secrets.token_hex(4)
+    workdir = infra.make_workdir(run_id)
+    log(f"run {run_id}: {'quick' if args.quick else 'full'}, repeat {args.repeat}, {sizes}")
+
+    private_redis = infra.PrivateRedis(workdir)
+    log(f"private redis-server on port {private_redis.port}")
+    recorder = redis.Redis.from_url(private_redis.db_url(0))
+    # If PostgreSQL is unreachable, the Redis/RabbitMQ systems still run.
+    pg_url, pg_error = "postgresql://unavailable/", ""
+    try:
+        pg_url = infra.PgDatabase(run_id).url
+        log(f"database {pg_url.rsplit('/', 1)[1]} created")
+    except Exception as exc:
+        pg_error = f"PostgreSQL unavailable: {exc}"
+        log(f"[red]{pg_error}[/red]")
+
+    results: list[SystemResult] = []
+    for name in args.names:
+        try:
+            cls = load_system(name)
+        except Exception as exc:
+            results.append(
+                SystemResult(name, "?", False, "", "unavailable", f"{type(exc).__name__}: {exc}")
+            )
+            log(f"{name}: not available ({exc})")
+            continue
+        if cls.backend == "postgres" and pg_error:
+            results.append(
+                SystemResult(name, cls.backend, cls.reference, cls.config, "failed", pg_error)
+            )
+            continue
+        sysdir = os.path.join(workdir, name)
+        os.makedirs(sysdir, exist_ok=True)
+        env = BenchEnv(
+            run_id=run_id,
+            redis_url=private_redis.db_url(1),
+            recorder_url=private_redis.db_url(0),
+            pg_url=pg_url,
+            amqp_url=infra.AMQP_URL,
+            queue=f"bench_{run_id}_{name}",
+            workdir=sysdir,
+        )
+        log(f"[bold]{name}[/bold] ({cls.config or cls.backend})")
+        t0 = time.monotonic()
+        result = run_system(cls, env, sizes, args.repeat, recorder, log)
+        if result.status == "unavailable":
+            log(f"{name}: not available ({result.reason})")
+        log(f"{name}: {result.status} in {time.monotonic() - t0:.1f} s")
+        results.append(result)
+        recorder.flushdb()  # counters of finished systems are no longer needed
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    infra.install_signal_handlers()
+    started = time.time()
+    try:
+        results = run(args)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted; cleaning up[/red]")
+        return 130
+    finally:
+        infra.CLEANUP.run()
+
+    sizes = QUICK if args.quick else FULL
+    title = (
+        f"offload bench — {'quick' if args.quick else 'full'}, {args.repeat} repeat(s), "
+        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    report.print_table(results, title)
+    meta = {
+        "started": started,
+        "duration_s": time.time() - started,
+        "quick": args.quick,
+        "repeat": args.repeat,
+        "sizes": asdict(sizes),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+    report.write_json(args.json, report.to_json(results, meta))
+    log(f"raw results: {args.json}")
+    if args.chart:
+        os.makedirs(os.path.dirname(args.chart) or ".", exist_ok=True)
+        report.render_chart(results, args.chart, title)
+        log(f"chart: {args.chart}")
+    log(f"total {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
