@@ -74,7 +74,7 @@ class Offload:
                     priority=priority,
                     backoff_base=backoff_base,
                     backoff_max=backoff_max,
-                )  # fmt: skip
+                )
             )
             return handler
 
@@ -161,11 +161,18 @@ class Offload:
             )
             request_hash = hashlib.sha256(canonical.encode()).hexdigest()
         return NewJob(
-            id=uuid7(), type=job_type, queue=queue, priority=priority, input=data,
-            max_attempts=spec.max_attempts, delay=wait, owner=owner,
-            idempotency_key=idempotency_key, request_hash=request_hash,
+            id=uuid7(),
+            type=job_type,
+            queue=queue,
+            priority=priority,
+            input=data,
+            max_attempts=spec.max_attempts,
+            delay=wait,
+            owner=owner,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
             trace_context=trace_context,
-        )  # fmt: skip
+        )
 
     async def submit(
         self,
@@ -185,9 +192,15 @@ class Offload:
         same key with different input raises :class:`~offload.errors.IdempotencyConflict`.
         """
         job, _ = await self.submit_with_status(
-            job_type, input, idempotency_key=idempotency_key, queue=queue, priority=priority,
-            delay=delay, run_at=run_at, owner=owner,
-        )  # fmt: skip
+            job_type,
+            input,
+            idempotency_key=idempotency_key,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            owner=owner,
+        )
         return job
 
     async def submit_with_status(
@@ -196,12 +209,16 @@ class Offload:
         """Like :meth:`submit`, also telling whether the job was created (False: an
         idempotent repeat)."""
         new = self._new_job(
-            job_type, input,
-            queue=options.get("queue"), priority=options.get("priority"),
-            delay=options.get("delay"), run_at=options.get("run_at"),
-            owner=options.get("owner", "default"), idempotency_key=idempotency_key,
+            job_type,
+            input,
+            queue=options.get("queue"),
+            priority=options.get("priority"),
+            delay=options.get("delay"),
+            run_at=options.get("run_at"),
+            owner=options.get("owner", "default"),
+            idempotency_key=idempotency_key,
             trace_context=options.get("trace_context"),
-        )  # fmt: skip
+        )
         store = await self.store()
         return await store.job_insert(new, self.settings.idempotency_ttl_seconds)
 
@@ -227,7 +244,7 @@ class Offload:
                 delay=delay,
                 run_at=run_at,
                 owner=owner,
-            )  # fmt: skip
+            )
             for item in inputs
         ]
         store = await self.store()

@@ -123,10 +123,18 @@ class PostgresStore(Store):
     def _insert_args(self, job: NewJob) -> tuple[Any, ...]:
         status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
         return (
-            job.id, job.type, job.queue, job.priority, status.value, job.input,
-            job.max_attempts, max(job.delay, 0.0), job.owner, job.idempotency_key,
+            job.id,
+            job.type,
+            job.queue,
+            job.priority,
+            status.value,
+            job.input,
+            job.max_attempts,
+            max(job.delay, 0.0),
+            job.owner,
+            job.idempotency_key,
             job.trace_context,
-        )  # fmt: skip
+        )
 
     async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         if job.idempotency_key is None:
@@ -136,9 +144,13 @@ class PostgresStore(Store):
             # Concurrent inserts with one key block on the key's unique index until the first
             # commits; then exactly one of them owns the key.
             owned = await conn.fetchval(
-                Q["idempotency_claim"], job.owner, job.idempotency_key, job.id,
-                job.request_hash, idempotency_ttl,
-            )  # fmt: skip
+                Q["idempotency_claim"],
+                job.owner,
+                job.idempotency_key,
+                job.id,
+                job.request_hash,
+                idempotency_ttl,
+            )
             if owned is not None:
                 row = await conn.fetchrow(Q["job_insert"], *self._insert_args(job))
                 return Job.from_row(row), True
@@ -159,10 +171,19 @@ class PostgresStore(Store):
             status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
             for column, value in zip(
                 columns,
-                (job.id, job.type, job.queue, job.priority, status.value, _dumps(job.input),
-                 job.max_attempts, max(job.delay, 0.0), job.owner),
+                (
+                    job.id,
+                    job.type,
+                    job.queue,
+                    job.priority,
+                    status.value,
+                    _dumps(job.input),
+                    job.max_attempts,
+                    max(job.delay, 0.0),
+                    job.owner,
+                ),
                 strict=True,
-            ):  # fmt: skip
+            ):
                 column.append(value)
         queues = sorted({j.queue for j in jobs if j.delay <= 0})
         async with self.pool.acquire() as conn, conn.transaction():
@@ -206,7 +227,7 @@ class PostgresStore(Store):
                 attempt=r["attempt"],
                 data=r["data"] or {},
                 created_at=r["created_at"],
-            )  # fmt: skip
+            )
             for r in rows
         ]
 
@@ -222,18 +243,24 @@ class PostgresStore(Store):
         lease_seconds: float,
     ) -> list[Job]:
         rows = await self.pool.fetch(
-            Q["job_claim"], list(types), list(queues) if queues else None, limit, worker_id,
+            Q["job_claim"],
+            list(types),
+            list(queues) if queues else None,
+            limit,
+            worker_id,
             lease_seconds,
-        )  # fmt: skip
+        )
         return [Job.from_row(r) for r in rows]
 
     async def job_heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> HeartbeatResult:
         if not leases:
             return HeartbeatResult(frozenset(), frozenset())
         rows = await self.pool.fetch(
-            Q["job_heartbeat"], [lease.job_id for lease in leases],
-            [lease.attempt for lease in leases], lease_seconds,
-        )  # fmt: skip
+            Q["job_heartbeat"],
+            [lease.job_id for lease in leases],
+            [lease.attempt for lease in leases],
+            lease_seconds,
+        )
         held = {r["id"] for r in rows}
         return HeartbeatResult(
             lost=frozenset(lease.job_id for lease in leases) - held,
@@ -258,11 +285,15 @@ class PostgresStore(Store):
             ensure_transition(o.job_id, JobStatus.RUNNING, o.status)
         rows = await self.pool.fetch(
             Q["job_finish_many"],
-            [o.job_id for o in outcomes], [o.attempt for o in outcomes],
-            [o.status.value for o in outcomes], [o.result for o in outcomes],
-            [o.error_code for o in outcomes], [o.error_message for o in outcomes],
-            [o.error_detail for o in outcomes], [o.retry_delay for o in outcomes],
-        )  # fmt: skip
+            [o.job_id for o in outcomes],
+            [o.attempt for o in outcomes],
+            [o.status.value for o in outcomes],
+            [o.result for o in outcomes],
+            [o.error_code for o in outcomes],
+            [o.error_message for o in outcomes],
+            [o.error_detail for o in outcomes],
+            [o.retry_delay for o in outcomes],
+        )
         return [r["id"] for r in rows]
 
     async def job_release(self, lease: Lease, reason: str) -> bool:
@@ -324,7 +355,7 @@ class PostgresStore(Store):
                 waiting=r["waiting"],
                 running=r["running"],
                 oldest_waiting_at=r["oldest_waiting_at"],
-            )  # fmt: skip
+            )
             for r in rows
         ]
 

@@ -31,8 +31,13 @@ T = TypeVar("T")
 
 _JSON_COLUMNS = ("input", "checkpoint", "result", "trace_context")
 _TIME_COLUMNS = (
-    "run_at", "lease_expires_at", "created_at", "updated_at", "started_at", "finished_at",
-)  # fmt: skip
+    "run_at",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+)
 
 
 def _dumps(value: Any) -> str:
@@ -99,14 +104,27 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _event(
-        conn: sqlite3.Connection, now: float, job_id: str, seq: int, type_: str, status: str,
-        attempt: int, data: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
+        conn: sqlite3.Connection,
+        now: float,
+        job_id: str,
+        seq: int,
+        type_: str,
+        status: str,
+        attempt: int,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         conn.execute(
             Q["event_insert"],
-            {"job_id": job_id, "seq": seq, "type": type_, "status": status, "attempt": attempt,
-             "data": _dumps(data) if data else None, "now": now},
-        )  # fmt: skip
+            {
+                "job_id": job_id,
+                "seq": seq,
+                "type": type_,
+                "status": status,
+                "attempt": attempt,
+                "data": _dumps(data) if data else None,
+                "now": now,
+            },
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -175,13 +193,21 @@ class SQLiteStore(Store):
         status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
         row = conn.execute(
             Q["job_insert"],
-            {"id": str(job.id), "type": job.type, "queue": job.queue, "priority": job.priority,
-             "status": status.value, "input": _dumps(job.input), "max_attempts": job.max_attempts,
-             "run_at": now + max(job.delay, 0.0), "owner": job.owner,
-             "idempotency_key": job.idempotency_key,
-             "trace_context": _dumps(job.trace_context) if job.trace_context else None,
-             "now": now},
-        ).fetchone()  # fmt: skip
+            {
+                "id": str(job.id),
+                "type": job.type,
+                "queue": job.queue,
+                "priority": job.priority,
+                "status": status.value,
+                "input": _dumps(job.input),
+                "max_attempts": job.max_attempts,
+                "run_at": now + max(job.delay, 0.0),
+                "owner": job.owner,
+                "idempotency_key": job.idempotency_key,
+                "trace_context": _dumps(job.trace_context) if job.trace_context else None,
+                "now": now,
+            },
+        ).fetchone()
         self._event(conn, now, str(job.id), 1, f"job.{status.value}", status.value, 0)
         return _job(row)
 
@@ -191,9 +217,14 @@ class SQLiteStore(Store):
                 key = {"owner": job.owner, "key": job.idempotency_key}
                 owned = conn.execute(
                     Q["idempotency_claim"],
-                    {**key, "job_id": str(job.id), "request_hash": job.request_hash,
-                     "expires_at": now + idempotency_ttl, "now": now},
-                ).fetchone()  # fmt: skip
+                    {
+                        **key,
+                        "job_id": str(job.id),
+                        "request_hash": job.request_hash,
+                        "expires_at": now + idempotency_ttl,
+                        "now": now,
+                    },
+                ).fetchone()
                 if owned is None:
                     existing = conn.execute(Q["idempotency_get"], key).fetchone()
                     if existing["request_hash"] != job.request_hash:
@@ -257,7 +288,7 @@ class SQLiteStore(Store):
                     attempt=r["attempt"],
                     data=json.loads(r["data"]) if r["data"] else {},
                     created_at=datetime.fromtimestamp(r["created_at"], UTC),
-                )  # fmt: skip
+                )
                 for r in rows
             ]
 
@@ -277,9 +308,15 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection, now: float) -> list[Job]:
             rows = conn.execute(
                 Q["job_claim"],
-                {"types": _dumps(list(types)), "queues": _dumps(list(queues)) if queues else None,
-                 "limit": limit, "worker_id": worker_id, "lease": lease_seconds, "now": now},
-            ).fetchall()  # fmt: skip
+                {
+                    "types": _dumps(list(types)),
+                    "queues": _dumps(list(queues)) if queues else None,
+                    "limit": limit,
+                    "worker_id": worker_id,
+                    "lease": lease_seconds,
+                    "now": now,
+                },
+            ).fetchall()
             for r in rows:
                 self._event(
                     conn, now, r["id"], r["event_seq"], "job.running", "running", r["attempt"]
@@ -297,9 +334,13 @@ class SQLiteStore(Store):
             for lease in leases:
                 row = conn.execute(
                     Q["job_heartbeat"],
-                    {"id": str(lease.job_id), "attempt": lease.attempt, "lease": lease_seconds,
-                     "now": now},
-                ).fetchone()  # fmt: skip
+                    {
+                        "id": str(lease.job_id),
+                        "attempt": lease.attempt,
+                        "lease": lease_seconds,
+                        "now": now,
+                    },
+                ).fetchone()
                 if row is not None:
                     held.add(lease.job_id)
                     if row["cancel_requested"]:
@@ -317,15 +358,26 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection, now: float) -> bool:
             row = conn.execute(
                 Q["job_progress"],
-                {"id": str(job_id), "attempt": attempt, "percent": percent, "message": message,
-                 "now": now},
-            ).fetchone()  # fmt: skip
+                {
+                    "id": str(job_id),
+                    "attempt": attempt,
+                    "percent": percent,
+                    "message": message,
+                    "now": now,
+                },
+            ).fetchone()
             if row is None:
                 return False
             self._event(
-                conn, now, row["id"], row["event_seq"], "job.progress", "running", attempt,
+                conn,
+                now,
+                row["id"],
+                row["event_seq"],
+                "job.progress",
+                "running",
+                attempt,
                 {"percent": percent, "message": message},
-            )  # fmt: skip
+            )
             return True
 
         return await self._tx(run)
@@ -349,11 +401,18 @@ class SQLiteStore(Store):
             for o in outcomes:
                 row = conn.execute(
                     Q["job_finish"],
-                    {"id": str(o.job_id), "attempt": o.attempt, "status": o.status.value,
-                     "result": o.result, "error_code": o.error_code,
-                     "error_message": o.error_message, "error_detail": o.error_detail,
-                     "delay": o.retry_delay, "now": now},
-                ).fetchone()  # fmt: skip
+                    {
+                        "id": str(o.job_id),
+                        "attempt": o.attempt,
+                        "status": o.status.value,
+                        "result": o.result,
+                        "error_code": o.error_code,
+                        "error_message": o.error_message,
+                        "error_detail": o.error_detail,
+                        "delay": o.retry_delay,
+                        "now": now,
+                    },
+                ).fetchone()
                 if row is None:
                     continue
                 data = None
@@ -362,9 +421,15 @@ class SQLiteStore(Store):
                     if o.status is JobStatus.RETRYING:
                         data["retry_at"] = _time(row["run_at"]).isoformat()  # type: ignore[union-attr]
                 self._event(
-                    conn, now, row["id"], row["event_seq"], f"job.{o.status.value}",
-                    o.status.value, o.attempt, data,
-                )  # fmt: skip
+                    conn,
+                    now,
+                    row["id"],
+                    row["event_seq"],
+                    f"job.{o.status.value}",
+                    o.status.value,
+                    o.attempt,
+                    data,
+                )
                 written.append(o.job_id)
             return written
 
@@ -378,9 +443,15 @@ class SQLiteStore(Store):
             if row is None:
                 return False
             self._event(
-                conn, now, row["id"], row["event_seq"], "job.queued", "queued", lease.attempt,
+                conn,
+                now,
+                row["id"],
+                row["event_seq"],
+                "job.queued",
+                "queued",
+                lease.attempt,
                 {"reason": reason},
-            )  # fmt: skip
+            )
             return True
 
         return await self._tx(run)
@@ -392,10 +463,15 @@ class SQLiteStore(Store):
             rows = conn.execute(Q["jobs_reap_expired"], {"now": now, "limit": limit}).fetchall()
             for r in rows:
                 self._event(
-                    conn, now, r["id"], r["event_seq"], f"job.{r['status']}", r["status"],
+                    conn,
+                    now,
+                    r["id"],
+                    r["event_seq"],
+                    f"job.{r['status']}",
+                    r["status"],
                     r["attempt"],
                     {"error": {"code": r["error_code"], "message": r["error_message"]}},
-                )  # fmt: skip
+                )
             return len(rows)
 
         return await self._tx(run)
@@ -418,13 +494,29 @@ class SQLiteStore(Store):
             params = {"id": str(job_id), "now": now}
             row = conn.execute(Q["job_cancel_waiting"], params).fetchone()
             if row is not None:
-                self._event(conn, now, row["id"], row["event_seq"], "job.canceled", "canceled",
-                            row["attempt"], {"actor": actor})  # fmt: skip
+                self._event(
+                    conn,
+                    now,
+                    row["id"],
+                    row["event_seq"],
+                    "job.canceled",
+                    "canceled",
+                    row["attempt"],
+                    {"actor": actor},
+                )
                 return _job(row)
             row = conn.execute(Q["job_cancel_running"], params).fetchone()
             if row is not None:
-                self._event(conn, now, row["id"], row["event_seq"], "job.cancel_requested",
-                            "running", row["attempt"], {"actor": actor})  # fmt: skip
+                self._event(
+                    conn,
+                    now,
+                    row["id"],
+                    row["event_seq"],
+                    "job.cancel_requested",
+                    "running",
+                    row["attempt"],
+                    {"actor": actor},
+                )
                 return _job(row)
             row = conn.execute(Q["job_get"], params).fetchone()
             if row is None:
@@ -442,15 +534,24 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection, now: float) -> Job | None:
             row = conn.execute(
                 Q["job_replay"],
-                {"id": str(job_id), "input": _dumps(new_input) if new_input is not None else None,
-                 "extra": extra_attempts, "now": now},
-            ).fetchone()  # fmt: skip
+                {
+                    "id": str(job_id),
+                    "input": _dumps(new_input) if new_input is not None else None,
+                    "extra": extra_attempts,
+                    "now": now,
+                },
+            ).fetchone()
             if row is not None:
                 self._event(
-                    conn, now, row["id"], row["event_seq"], "job.queued", "queued",
+                    conn,
+                    now,
+                    row["id"],
+                    row["event_seq"],
+                    "job.queued",
+                    "queued",
                     row["attempt"],
                     {"action": "replay", "actor": actor, "input_changed": new_input is not None},
-                )  # fmt: skip
+                )
                 return _job(row)
             current = conn.execute(Q["job_get"], {"id": str(job_id)}).fetchone()
             if current is None:
@@ -478,7 +579,7 @@ class SQLiteStore(Store):
                     waiting=r["waiting"],
                     running=r["running"],
                     oldest_waiting_at=_time(r["oldest_waiting_at"]),
-                )  # fmt: skip
+                )
                 for r in conn.execute(Q["queue_list"], {"now": now})
             ]
 
@@ -498,9 +599,11 @@ def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:
         clauses.append(f"status IN ({','.join('?' * len(where.status))})")
         args += [s.value for s in where.status]
     for column, value in [
-        ("type", where.type), ("queue", where.queue), ("owner", where.owner),
+        ("type", where.type),
+        ("queue", where.queue),
+        ("owner", where.owner),
         ("error_code", where.error_code),
-    ]:  # fmt: skip
+    ]:
         if value:
             clauses.append(f"{column} = ?")
             args.append(value)

@@ -29,8 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes > 1:
         from .supervisor import supervise
 
-        child = ["--app", args.app, "--concurrency", str(args.concurrency),
-                 "--grace", str(args.grace), "--log-level", args.log_level]  # fmt: skip
+        child = [
+            "--app",
+            args.app,
+            "--concurrency",
+            str(args.concurrency),
+            "--grace",
+            str(args.grace),
+            "--log-level",
+            args.log_level,
+        ]
         if args.queues:
             child += ["--queues", args.queues]
         return supervise(child, args.processes)

@@ -117,16 +117,23 @@ def _current_task_uncancel() -> bool:
 
 def _failed(job: Job, code: str, message: str, detail: str | None = None) -> Outcome:
     return Outcome(
-        job.id, job.attempt, JobStatus.FAILED,
-        error_code=code, error_message=message, error_detail=detail,
-    )  # fmt: skip
+        job.id,
+        job.attempt,
+        JobStatus.FAILED,
+        error_code=code,
+        error_message=message,
+        error_detail=detail,
+    )
 
 
 def _canceled(job: Job) -> Outcome:
     return Outcome(
-        job.id, job.attempt, JobStatus.CANCELED,
-        error_code="canceled", error_message="canceled on request",
-    )  # fmt: skip
+        job.id,
+        job.attempt,
+        JobStatus.CANCELED,
+        error_code="canceled",
+        error_message="canceled on request",
+    )
 
 
 def _retry_or_fail(
@@ -140,12 +147,19 @@ def _retry_or_fail(
 ) -> Outcome:
     if job.attempt >= job.max_attempts:
         return _failed(
-            job, code, f"{message} (attempt {job.attempt} of {job.max_attempts}, none left)",
+            job,
+            code,
+            f"{message} (attempt {job.attempt} of {job.max_attempts}, none left)",
             detail,
-        )  # fmt: skip
+        )
     if delay is None:
         delay = backoff_delay(job.attempt, spec.backoff_base, spec.backoff_max, uniform)
     return Outcome(
-        job.id, job.attempt, JobStatus.RETRYING,
-        error_code=code, error_message=message, error_detail=detail, retry_delay=delay,
-    )  # fmt: skip
+        job.id,
+        job.attempt,
+        JobStatus.RETRYING,
+        error_code=code,
+        error_message=message,
+        error_detail=detail,
+        retry_delay=delay,
+    )

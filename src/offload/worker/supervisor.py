@@ -43,7 +43,9 @@ def supervise(child_args: Sequence[str], processes: int) -> int:
             if code == 2:  # a usage error (bad --app): restarting would fail the same way
                 forward(signal.SIGTERM, None)
                 break
-            print(f"offload: worker process {child.pid} exited with {code}; restarting",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"offload: worker process {child.pid} exited with {code}; restarting",
+                file=sys.stderr,
+            )
             time.sleep(1.0)
             children[i] = subprocess.Popen(command)

@@ -96,8 +96,12 @@ class Worker:
             asyncio.create_task(self._supervised("heartbeat", self._heartbeat_forever)),
             asyncio.create_task(self._supervised("maintenance", self._maintain_forever)),
         ]
-        log.info("worker %s started (queues=%s, concurrency=%d)", self.worker_id,
-                 ",".join(self.queues or ["*"]), self.concurrency)  # fmt: skip
+        log.info(
+            "worker %s started (queues=%s, concurrency=%d)",
+            self.worker_id,
+            ",".join(self.queues or ["*"]),
+            self.concurrency,
+        )
         self.ready.set()
         try:
             await self._claim_forever(store)
@@ -137,9 +141,12 @@ class Worker:
                 continue
             try:
                 jobs = await store.job_claim(
-                    types=self._types, queues=self.queues, limit=free,
-                    worker_id=self.worker_id, lease_seconds=self._lease,
-                )  # fmt: skip
+                    types=self._types,
+                    queues=self.queues,
+                    limit=free,
+                    worker_id=self.worker_id,
+                    lease_seconds=self._lease,
+                )
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -173,9 +180,14 @@ class Worker:
     def _start(self, job: Job) -> None:
         spec = self.app.registry.get(job.type)
         ctx = Context(
-            self._store, job.id, job.type, job.attempt, job.max_attempts, job.checkpoint,  # type: ignore[arg-type]
+            self._store,
+            job.id,
+            job.type,
+            job.attempt,
+            job.max_attempts,
+            job.checkpoint,  # type: ignore[arg-type]
             asyncio.get_running_loop(),
-        )  # fmt: skip
+        )
         if job.cancel_requested:
             ctx.request_cancel()
         task = asyncio.create_task(self._execute(job, spec, ctx), name=f"job-{job.id}")
@@ -185,8 +197,9 @@ class Worker:
         try:
             outcome = await run_attempt(job, spec, ctx, self._threads, self._uniform)  # type: ignore[arg-type]
         except AttemptAbandoned:
-            log.warning("job %s attempt %d lost its lease; its result is discarded",
-                        job.id, job.attempt)  # fmt: skip
+            log.warning(
+                "job %s attempt %d lost its lease; its result is discarded", job.id, job.attempt
+            )
             outcome = None
         finally:
             self._active.pop(job.id, None)
@@ -235,8 +248,11 @@ class Worker:
                 delay = min(delay * 2, 2.0)
         if len(written) < len(batch):
             fenced = {o.job_id for o in batch} - set(written)
-            log.warning("%d outcomes were fenced off (leases lost): %s", len(fenced),
-                        ", ".join(map(str, sorted(fenced))))  # fmt: skip
+            log.warning(
+                "%d outcomes were fenced off (leases lost): %s",
+                len(fenced),
+                ", ".join(map(str, sorted(fenced))),
+            )
 
     async def _flush_outcomes(self) -> None:
         batch: list[Outcome] = []
@@ -256,8 +272,9 @@ class Worker:
             for job_id in result.lost:
                 active = self._active.get(job_id)
                 if active is not None:
-                    log.warning("job %s: lease lost; abandoning attempt %d",
-                                job_id, active.job.attempt)  # fmt: skip
+                    log.warning(
+                        "job %s: lease lost; abandoning attempt %d", job_id, active.job.attempt
+                    )
                     active.ctx.fence()
                     active.task.cancel()
             for job_id in result.cancel_requested:
@@ -278,11 +295,13 @@ class Worker:
         """Let running attempts finish within the grace period, then hand the rest back."""
         if self._active:
             log.info("draining %d running jobs (grace %.0f s)", len(self._active), self.grace)
-            running = asyncio.gather(*(a.task for a in self._active.values()),
-                                     return_exceptions=True)  # fmt: skip
+            running = asyncio.gather(
+                *(a.task for a in self._active.values()), return_exceptions=True
+            )
             abort = asyncio.ensure_future(self._abort.wait())
-            await asyncio.wait([running, abort], timeout=self.grace,
-                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            await asyncio.wait(
+                [running, abort], timeout=self.grace, return_when=asyncio.FIRST_COMPLETED
+            )
             abort.cancel()
         leftovers = list(self._active.values())
         for active in leftovers:

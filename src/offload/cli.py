@@ -1,0 +1,402 @@
+"""The ``offload`` command: parses, calls the library, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import OffloadError
+from .jobs import Job, JobStatus
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    help="offload: turn slow API endpoints into reliable background jobs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+queues_cli = typer.Typer(help="Inspect, pause and resume queues.", no_args_is_help=True)
+dlq_cli = typer.Typer(help="The dead-letter list: jobs that failed for good.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+cli.add_typer(queues_cli, name="queues")
+cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(db_cli, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+AppOption = Annotated[
+    str | None,
+    typer.Option("--app", envvar="OFFLOAD_APP", help="MODULE:ATTR of your Offload app."),
+]
+
+
+def main() -> None:
+    cli()
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; an offload error becomes one red line and exit code 1."""
+    try:
+        return asyncio.run(coro)
+    except OffloadError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _app(spec: str | None) -> Any:
+    from .app import Offload
+    from .loader import AppNotFound, load_app
+
+    if spec is None:
+        return Offload()
+    try:
+        return load_app(spec)
+    except AppNotFound as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _need_app(spec: str | None) -> Any:
+    if spec is None:
+        err.print("[red]error:[/red] this command needs --app MODULE:ATTR (or OFFLOAD_APP)")
+        raise typer.Exit(2)
+    return _app(spec)
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@cli.command()
+def worker(
+    app: Annotated[str, typer.Option("--app", envvar="OFFLOAD_APP", help="MODULE:ATTR")],
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default: all).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once per process.")] = 10,
+    processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    grace: Annotated[float, typer.Option(min=0, help="Seconds to drain on SIGTERM.")] = 30.0,
+) -> None:
+    """Run worker processes until SIGTERM (drains) or a second SIGTERM (stops at once)."""
+    args = [
+        sys.executable,
+        "-m",
+        "offload.worker",
+        "--app",
+        app,
+        "--concurrency",
+        str(concurrency),
+        "--processes",
+        str(processes),
+        "--grace",
+        str(grace),
+    ]
+    if queues:
+        args += ["--queues", queues]
+    # Replace this process with the lean worker entry point: a worker carries no CLI toolkit.
+    os.execv(sys.executable, args)
+
+
+@cli.command()
+def demo(
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    keep: Annotated[bool, typer.Option(help="Keep the demo database afterwards.")] = False,
+) -> None:
+    """Run the example jobs end to end on an embedded SQLite database."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(workers=workers, keep=keep, console=out))
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+@cli.command()
+def submit(
+    job_type: Annotated[str, typer.Argument(metavar="TYPE")],
+    input: Annotated[str, typer.Option("--input", help="The job input as JSON.")] = "{}",
+    app: AppOption = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the result, showing progress.")] = False,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    queue: Annotated[str | None, typer.Option()] = None,
+    priority: Annotated[int | None, typer.Option()] = None,
+    delay: Annotated[float | None, typer.Option(help="Seconds before it may run.")] = None,
+) -> None:
+    """Submit a job (validated against its type's model) and print its id."""
+    try:
+        data = json.loads(input)
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/red] --input is not valid JSON: {exc}")
+        raise typer.Exit(2) from None
+    offload = _need_app(app)
+
+    async def go() -> Job:
+        async with offload:
+            job = await offload.submit(
+                job_type,
+                data,
+                idempotency_key=idempotency_key,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+            )
+            if not wait:
+                return job
+            err.print(f"submitted {job.id}")
+            return await _follow(offload, job)
+
+    job = _run(go())
+    if not wait:
+        out.print(str(job.id), highlight=False)
+        return
+    _print_job(job)
+    raise typer.Exit(0 if job.status is JobStatus.SUCCEEDED else 1)
+
+
+async def _follow(offload: Any, job: Job) -> Job:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.fields[status]:<9}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=100, status=job.status.value)
+        while not job.is_terminal:
+            await asyncio.sleep(0.2)
+            job = await offload.get_job(job.id)
+            bar.update(
+                task,
+                completed=job.progress.percent,
+                status=job.status.value,
+                description=job.progress.message or "",
+            )
+    return job
+
+
+@cli.command()
+def status(job_id: Annotated[str, typer.Argument(metavar="ID")], app: AppOption = None) -> None:
+    """Show one job."""
+    offload = _app(app)
+
+    async def go() -> Job | None:
+        async with offload:
+            return await offload.get_job(job_id)
+
+    job = _run(go())
+    if job is None:
+        err.print(f"[red]error:[/red] no job {job_id}")
+        raise typer.Exit(1)
+    _print_job(job)
+
+
+@cli.command()
+def jobs(
+    status: Annotated[list[str] | None, typer.Option(help="Filter by status (repeatable).")] = None,
+    job_type: Annotated[str | None, typer.Option("--type")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    app: AppOption = None,
+) -> None:
+    """List jobs, newest first."""
+    from .store import JobFilter
+
+    try:
+        statuses = [JobStatus(s) for s in status] if status else None
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}; use one of {', '.join(s.value for s in JobStatus)}")
+        raise typer.Exit(2) from None
+    offload = _app(app)
+
+    async def go() -> list[Job]:
+        async with offload:
+            return await offload.list_jobs(JobFilter(status=statuses, type=job_type), limit=limit)
+
+    _print_jobs(_run(go()))
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    job_type: Annotated[str | None, typer.Option("--type")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    app: AppOption = None,
+) -> None:
+    """Jobs that failed for good, newest first."""
+    offload = _app(app)
+
+    async def go() -> list[Job]:
+        async with offload:
+            return await offload.dead_letters(job_type=job_type, limit=limit)
+
+    _print_jobs(_run(go()), errors=True)
+
+
+@dlq_cli.command("show")
+def dlq_show(job_id: Annotated[str, typer.Argument(metavar="ID")], app: AppOption = None) -> None:
+    """A dead letter with its traceback and event history."""
+    offload = _app(app)
+
+    async def go() -> tuple[Job | None, list[Any]]:
+        async with offload:
+            return await offload.get_job(job_id), await offload.events(job_id)
+
+    job, events = _run(go())
+    if job is None:
+        err.print(f"[red]error:[/red] no job {job_id}")
+        raise typer.Exit(1)
+    _print_job(job)
+    if job.error_detail:
+        out.print("[bold]traceback[/bold]")
+        out.print(job.error_detail, highlight=False, markup=False)
+    table = Table("seq", "event", "attempt", "at", "data")
+    for e in events:
+        table.add_row(
+            str(e.seq),
+            e.type,
+            str(e.attempt),
+            e.created_at.isoformat(timespec="seconds"),
+            json.dumps(e.data) if e.data else "",
+        )
+    out.print(table)
+
+
+@dlq_cli.command("replay")
+def dlq_replay(
+    job_id: Annotated[str, typer.Argument(metavar="ID")],
+    input: Annotated[str | None, typer.Option("--input", help="Corrected input (JSON).")] = None,
+    app: AppOption = None,
+) -> None:
+    """Put a failed job back in its queue with a fresh attempt budget."""
+    offload = _need_app(app)
+    data = json.loads(input) if input is not None else None
+
+    async def go() -> Job | None:
+        async with offload:
+            return await offload.replay(job_id, data, actor=f"cli:{_user()}")
+
+    job = _run(go())
+    if job is None:
+        err.print(f"[red]error:[/red] no job {job_id}")
+        raise typer.Exit(1)
+    out.print(f"{job.id} {job.status.value}")
+
+
+# -- queues and schema -----------------------------------------------------------------------
+
+
+@queues_cli.command("list")
+def queues_list(app: AppOption = None) -> None:
+    """Depth, running jobs and lag of each queue."""
+    from datetime import UTC, datetime
+
+    offload = _app(app)
+
+    async def go() -> list[Any]:
+        async with offload:
+            return await offload.queues()
+
+    table = Table("queue", "paused", "waiting", "running", "oldest waiting")
+    now = datetime.now(UTC)
+    for q in _run(go()):
+        lag = f"{(now - q.oldest_waiting_at).total_seconds():.1f} s" if q.oldest_waiting_at else "-"
+        table.add_row(q.name, "yes" if q.paused else "no", str(q.waiting), str(q.running), lag)
+    out.print(table)
+
+
+@queues_cli.command("pause")
+def queues_pause(name: str, app: AppOption = None) -> None:
+    """Workers stop claiming from the queue; nothing waiting is lost."""
+    offload = _app(app)
+
+    async def go() -> None:
+        async with offload:
+            await offload.pause_queue(name, actor=f"cli:{_user()}")
+
+    _run(go())
+    out.print(f"queue {name} paused")
+
+
+@queues_cli.command("resume")
+def queues_resume(name: str, app: AppOption = None) -> None:
+    offload = _app(app)
+
+    async def go() -> None:
+        async with offload:
+            await offload.resume_queue(name, actor=f"cli:{_user()}")
+
+    _run(go())
+    out.print(f"queue {name} resumed")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(app: AppOption = None) -> None:
+    """Apply pending schema migrations (safe to run from several places at once)."""
+    from .config import redact_url
+
+    offload = _app(app)
+    applied = _run(offload.upgrade_schema())
+    where = redact_url(offload.settings.database_url)
+    if applied:
+        out.print(f"applied migrations {', '.join(map(str, applied))} to {where}")
+    else:
+        out.print(f"{where} is up to date")
+
+
+# -- printing --------------------------------------------------------------------------------
+
+
+def _print_job(job: Job) -> None:
+    table = Table(show_header=False, box=None)
+    rows: list[tuple[str, Any]] = [
+        ("id", job.id),
+        ("type", job.type),
+        ("status", job.status.value),
+        ("queue", job.queue),
+        ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("progress", f"{job.progress.percent:.0f}% {job.progress.message or ''}"),
+        ("created", job.created_at.isoformat(timespec="seconds")),
+        ("finished", job.finished_at.isoformat(timespec="seconds") if job.finished_at else "-"),
+    ]
+    if job.status is JobStatus.SUCCEEDED:
+        rows.append(("result", json.dumps(job.result)))
+    if job.error is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELED):
+        rows.append(("error", f"{job.error.code}: {job.error.message}"))
+    for key, value in rows:
+        table.add_row(f"[bold]{key}[/bold]", str(value))
+    out.print(table)
+
+
+def _print_jobs(jobs: list[Job], *, errors: bool = False) -> None:
+    table = Table("id", "type", "status", "attempt", "created")
+    if errors:
+        table.add_column("error")
+    for job in jobs:
+        row = [
+            str(job.id),
+            job.type,
+            job.status.value,
+            f"{job.attempt}/{job.max_attempts}",
+            job.created_at.isoformat(timespec="seconds"),
+        ]
+        if errors:
+            row.append(f"{job.error.code}: {job.error.message}" if job.error else "")
+        table.add_row(*row)
+    out.print(table)
+
+
+def _user() -> str:
+    return os.environ.get("USER") or str(os.getuid())
