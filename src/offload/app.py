@@ -34,12 +34,20 @@ class Offload:
     ``async with app:``).
     """
 
-    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        """``registry`` shares the job types of another app (say, the same jobs against
+        another database in a test)."""
         settings = settings or Settings.from_env()
         if database_url is not None:
             settings = dataclasses.replace(settings, database_url=database_url)
         self.settings = settings
-        self.registry = Registry()
+        self.registry = registry if registry is not None else Registry()
         self._store: Store | None = None
         self._connecting: asyncio.Lock | None = None
 

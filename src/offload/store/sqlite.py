@@ -85,7 +85,7 @@ class SQLiteStore(Store):
             conn = self._require()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                result = fn(conn, self._clock(), *args)
+                result = fn(conn, self._now(), *args)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -95,7 +95,12 @@ class SQLiteStore(Store):
         return await self._run(run)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._run(lambda: fn(self._require(), self._clock(), *args))
+        return await self._run(lambda: fn(self._require(), self._now(), *args))
+
+    def _now(self) -> float:
+        # Whole microseconds, like the datetimes callers get back: a job's ``created_at``
+        # then round-trips exactly, so it works as a ``job_list`` cursor and range bound.
+        return round(self._clock(), 6)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..app import Offload
 from ..context import Context
-from ..jobs import Job
+from ..jobs import Job, JobStatus
 from ..store import Lease, Outcome, Store
 from .executor import AttemptAbandoned, run_attempt
 
@@ -70,6 +70,8 @@ class Worker:
         self._active: dict[uuid.UUID, _Active] = {}
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
         self._slot_free = asyncio.Event()
+        self._due = asyncio.Event()
+        """Set when a job this worker retried becomes due: no need to wait for a wake-up."""
         self._stopping = asyncio.Event()
         self._abort = asyncio.Event()
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="offload-job")
@@ -139,6 +141,7 @@ class Worker:
                 self._slot_free.clear()
                 await self._until(self._slot_free)
                 continue
+            self._due.clear()
             try:
                 jobs = await store.job_claim(
                     types=self._types,
@@ -156,7 +159,7 @@ class Worker:
             for job in jobs:
                 self._start(job)
             if len(jobs) < free:
-                await self._until(None, timeout=idle_wait, wake=store.wait_for_jobs)
+                await self._until(self._due, timeout=idle_wait, wake=store.wait_for_jobs)
 
     async def _until(
         self,
@@ -246,6 +249,10 @@ class Worker:
                 log.warning("writing %d outcomes failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+        loop = asyncio.get_running_loop()
+        for outcome in batch:
+            if outcome.status is JobStatus.RETRYING:
+                loop.call_later(outcome.retry_delay, self._due.set)
         if len(written) < len(batch):
             fenced = {o.job_id for o in batch} - set(written)
             log.warning(
