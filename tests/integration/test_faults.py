@@ -18,7 +18,7 @@ import pytest
 from offload import Job, JobStatus, Offload
 from tests.apps import chaos
 from tests.conftest import wait_until
-from tests.integration.workers import WorkerProcesses, workers  # noqa: F401 (fixture)
+from tests.integration.workers import WorkerProcesses
 
 pytestmark = pytest.mark.slow
 

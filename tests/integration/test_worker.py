@@ -4,6 +4,7 @@ priorities, delays and pauses."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -78,7 +79,7 @@ async def test_transient_failures_succeed_on_a_later_attempt_after_growing_delay
         done = await wait_until(finished(app, job.id))
     assert done.status is JobStatus.SUCCEEDED
     assert done.result == 4 and done.attempt == 4
-    gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(runs)]
     assert gaps[0] >= 0.3 and gaps[1] >= 0.6 and gaps[2] >= 1.2
     assert gaps[0] < gaps[1] < gaps[2]
     events = [e.type for e in await app.events(job.id)]

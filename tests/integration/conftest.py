@@ -1,0 +1,3 @@
+from tests.integration.workers import workers
+
+__all__ = ["workers"]
