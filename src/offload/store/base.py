@@ -17,9 +17,11 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from ..jobs import Job, JobEvent, JobStatus
+from ..errors import IllegalTransition
+from ..jobs import Job, JobEvent, JobStatus, Progress
+from ..states import ALLOWED
 from ..types import JSON
 
 
@@ -57,6 +59,17 @@ class Outcome:
     retry_delay: float = 0.0
 
 
+OUTCOME_STATUSES = ALLOWED[JobStatus.RUNNING] - {JobStatus.QUEUED}
+"""How an attempt may end. RUNNING → QUEUED is allowed too, but only as a release
+(:meth:`Store.job_release`, which gives the attempt back); it is not an outcome."""
+
+
+def ensure_outcome(outcome: Outcome) -> None:
+    """Refuse (:class:`~offload.errors.IllegalTransition`) a status no attempt may end with."""
+    if outcome.status not in OUTCOME_STATUSES:
+        raise IllegalTransition(outcome.job_id, JobStatus.RUNNING.value, outcome.status.value)
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     job_id: uuid.UUID
@@ -90,6 +103,35 @@ class JobFilter:
     error_code: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+
+def inserted_job(job: NewJob, now: datetime) -> Job:
+    """The snapshot of a job just inserted at ``now``, built without reading it back."""
+    status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
+    return Job(
+        id=job.id,
+        type=job.type,
+        queue=job.queue,
+        priority=job.priority,
+        status=status,
+        input=job.input,
+        attempt=0,
+        max_attempts=job.max_attempts,
+        run_at=now + timedelta(seconds=max(job.delay, 0.0)),
+        progress=Progress(),
+        checkpoint=None,
+        result=None,
+        error=None,
+        error_detail=None,
+        owner=job.owner,
+        idempotency_key=job.idempotency_key,
+        cancel_requested=False,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        finished_at=None,
+        event_seq=1,
+    )
 
 
 class Store(abc.ABC):

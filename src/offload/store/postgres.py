@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from ..config import redact_url
-from ..errors import IdempotencyConflict, StoreUnavailable
+from ..errors import IdempotencyConflict, IllegalTransition, StoreUnavailable
 from ..jobs import Job, JobEvent, JobStatus
 from ..states import ensure_transition
 from ..types import JSON
@@ -26,6 +26,8 @@ from .base import (
     Outcome,
     QueueInfo,
     Store,
+    ensure_outcome,
+    inserted_job,
 )
 from .queries import load_migrations, load_queries
 
@@ -64,6 +66,10 @@ class PostgresStore(Store):
                 max_size=self._max_size,
                 init=_init_connection,
                 timeout=10,
+                # A queue table's statistics are always stale (it churns); with them the planner
+                # may pick a bitmap scan and sort every waiting row to claim 100. An ordered
+                # index scan that stops at the LIMIT is right at any size.
+                server_settings={"enable_bitmapscan": "off"},
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             reason = exc.__class__.__name__ if not str(exc) else str(exc)
@@ -187,10 +193,10 @@ class PostgresStore(Store):
                 column.append(value)
         queues = sorted({j.queue for j in jobs if j.delay <= 0})
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(Q["job_insert_many"], *columns)
+            now = await conn.fetchval(Q["job_insert_many"], *columns)
             if queues:
                 await conn.execute(Q["notify_jobs"], queues)
-        return [Job.from_row(r) for r in rows]
+        return [inserted_job(job, now) for job in jobs]
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -282,7 +288,7 @@ class PostgresStore(Store):
         if not outcomes:
             return []
         for o in outcomes:
-            ensure_transition(o.job_id, JobStatus.RUNNING, o.status)
+            ensure_outcome(o)
         rows = await self.pool.fetch(
             Q["job_finish_many"],
             [o.job_id for o in outcomes],
@@ -338,8 +344,9 @@ class PostgresStore(Store):
             current = await conn.fetchrow(Q["job_get"], job_id)
         if current is None:
             return None
-        ensure_transition(job_id, JobStatus(current["status"]), JobStatus.QUEUED)
-        return Job.from_row(current)  # pragma: no cover
+        # The update above replays failed jobs only; refuse the rest. RUNNING → QUEUED is
+        # allowed by the state machine, but as a release, never as a replay.
+        raise IllegalTransition(job_id, current["status"], JobStatus.QUEUED.value)
 
     async def queue_set_paused(self, name: str, paused: bool, actor: str | None) -> None:
         await self.pool.execute(Q["queue_set_paused"], name, paused, actor)

@@ -19,11 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import IdempotencyConflict, StoreUnavailable
+from ..errors import IdempotencyConflict, IllegalTransition, StoreUnavailable
 from ..jobs import Job, JobEvent, JobStatus
 from ..states import ensure_transition
 from ..types import JSON
-from .base import HeartbeatResult, JobFilter, Lease, NewJob, Outcome, QueueInfo, Store
+from .base import (
+    HeartbeatResult,
+    JobFilter,
+    Lease,
+    NewJob,
+    Outcome,
+    QueueInfo,
+    Store,
+    ensure_outcome,
+)
 from .queries import load_migrations, load_queries
 
 Q = load_queries("sqlite")
@@ -399,7 +408,7 @@ class SQLiteStore(Store):
 
     async def job_finish_many(self, outcomes: Sequence[Outcome]) -> list[uuid.UUID]:
         for o in outcomes:
-            ensure_transition(o.job_id, JobStatus.RUNNING, o.status)
+            ensure_outcome(o)
 
         def run(conn: sqlite3.Connection, now: float) -> list[uuid.UUID]:
             written = []
@@ -561,8 +570,9 @@ class SQLiteStore(Store):
             current = conn.execute(Q["job_get"], {"id": str(job_id)}).fetchone()
             if current is None:
                 return None
-            ensure_transition(job_id, JobStatus(current["status"]), JobStatus.QUEUED)
-            return _job(current)  # pragma: no cover
+            # The update above replays failed jobs only; refuse the rest. RUNNING → QUEUED is
+            # allowed by the state machine, but as a release, never as a replay.
+            raise IllegalTransition(job_id, current["status"], JobStatus.QUEUED.value)
 
         return await self._tx(run)
 
