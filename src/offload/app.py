@@ -242,18 +242,24 @@ class Offload:
         owner: str = "default",
     ) -> list[Job]:
         """Validate every input first (nothing is stored if one is invalid), then insert them
-        all in one round trip."""
+        all in one round trip. With many thousands, pass them in chunks of about 10,000."""
+        spec = self.registry.get(job_type)
+        data = spec.dump_many(list(inputs))
+        wait = _delay_seconds(delay, run_at)
+        queue = queue or spec.queue
+        priority = spec.priority if priority is None else priority
         new = [
-            self._new_job(
-                job_type,
-                item,
+            NewJob(
+                id=uuid7(),
+                type=job_type,
                 queue=queue,
                 priority=priority,
-                delay=delay,
-                run_at=run_at,
+                input=item,
+                max_attempts=spec.max_attempts,
+                delay=wait,
                 owner=owner,
             )
-            for item in inputs
+            for item in data
         ]
         store = await self.store()
         return await store.job_insert_many(new)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .errors import InvalidInput, UnknownJobType
 from .types import JSON, Handler
@@ -28,10 +29,12 @@ class JobSpec:
     """Higher runs first."""
     backoff_base: float = 1.0
     backoff_max: float = 300.0
+    is_async: bool = field(init=False)
+    """True for ``async def`` handlers (run on the worker's loop), False for plain ones (run in
+    a thread)."""
 
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.handler)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.handler))
 
     def validate(self, value: Any) -> BaseModel:
         """The input parsed by the handler's model, or :class:`InvalidInput` listing each field."""
@@ -47,6 +50,20 @@ class JobSpec:
     def dump(self, value: Any) -> JSON:
         """The validated input as plain JSON, the form it is stored in."""
         return self.validate(value).model_dump(mode="json")
+
+    def dump_many(self, values: list[Any]) -> list[JSON]:
+        """Validate and dump a whole batch in one pass through pydantic's core; an error names
+        the item by its index (``3.year``)."""
+        adapter = _list_adapter(self.model)
+        try:
+            return adapter.dump_python(adapter.validate_python(values), mode="json")
+        except ValidationError as exc:
+            raise InvalidInput(self.name, field_errors(exc)) from None
+
+
+@functools.cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[BaseModel]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, Any]]:

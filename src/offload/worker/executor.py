@@ -27,6 +27,8 @@ class AttemptAbandoned(Exception):
 
 def encode_result(value: Any) -> str:
     """The handler's return value as JSON text; a pydantic model is dumped first."""
+    if value is None:
+        return "null"
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
@@ -96,6 +98,8 @@ async def run_attempt(
 
 async def _call(spec: JobSpec, ctx: Context, value: BaseModel, threads: Executor) -> Any:
     if spec.is_async:
+        if spec.timeout is None:
+            return await spec.handler(ctx, value)
         async with asyncio.timeout(spec.timeout):
             return await spec.handler(ctx, value)
     loop = asyncio.get_running_loop()

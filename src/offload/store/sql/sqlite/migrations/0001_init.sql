@@ -41,16 +41,15 @@ CREATE INDEX offload_jobs_created ON offload_jobs (created_at DESC, id DESC);
 CREATE INDEX offload_jobs_failed ON offload_jobs (finished_at DESC) WHERE status = 'failed';
 
 CREATE TABLE offload_job_events (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id      TEXT NOT NULL REFERENCES offload_jobs (id) ON DELETE CASCADE,
+    job_id      TEXT NOT NULL,
     seq         integer NOT NULL,
     type        text NOT NULL,
     status      text NOT NULL,
     attempt     integer NOT NULL,
     data        TEXT,
     created_at  REAL NOT NULL,
-    UNIQUE (job_id, seq)
-);
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
 
 CREATE TABLE offload_queues (
     name        text PRIMARY KEY,
