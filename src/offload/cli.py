@@ -32,7 +32,7 @@ cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(db_cli, name="db")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error message stays one greppable line
 
 AppOption = Annotated[
     str | None,
@@ -400,3 +400,7 @@ def _print_jobs(jobs: list[Job], *, errors: bool = False) -> None:
 
 def _user() -> str:
     return os.environ.get("USER") or str(os.getuid())
+
+
+if __name__ == "__main__":
+    main()

@@ -111,7 +111,13 @@ def input_model_of(handler: Callable[..., Any]) -> type[BaseModel]:
             f"{handler.__qualname__} must take exactly (ctx, input); it takes {len(params)} "
             "parameters"
         )
-    hints = typing.get_type_hints(handler)
+    try:
+        hints = typing.get_type_hints(handler)
+    except NameError as exc:
+        raise TypeError(
+            f"{handler.__qualname__}: cannot resolve the input annotation ({exc}); define the "
+            "pydantic model at module level"
+        ) from None
     model = hints.get(params[1].name)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise TypeError(
