@@ -60,6 +60,11 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _ratio(value: float) -> str:
+    # Two significant digits for small ratios (0.0042) so nothing prints as 0.00.
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
+
+
 def _cell(results: list[SystemResult], r: SystemResult, metric: str) -> str:
     values = r.values.get(metric)
     if not values:
@@ -71,8 +76,8 @@ def _cell(results: list[SystemResult], r: SystemResult, metric: str) -> str:
     rat = ratios(results, r, metric)
     parts = []
     if "best_peer" in rat:
-        parts.append(f"{rat['best_peer']:.2f}×peer")
-    parts += [f"{v:.2f}×raw" for k, v in rat.items() if k != "best_peer"]
+        parts.append(f"{_ratio(rat['best_peer'])}×peer")
+    parts += [f"{_ratio(v)}×raw" for k, v in rat.items() if k != "best_peer"]
     if parts:
         text += "\n[cyan]" + " ".join(parts) + "[/cyan]"
     return text
@@ -90,11 +95,12 @@ def print_table(results: list[SystemResult], title: str) -> None:
         label = f"[bold]{r.name}[/bold]\n[dim]{r.backend}{' · raw ref' if r.reference else ''}"
         label += f"\n{r.config}[/dim]" if r.config else "[/dim]"
         if r.status != "ok" and not r.values:
+            # The reason goes under the name (the widest column) rather than into a metric cell.
             colour = "yellow" if r.status == "unavailable" else "red"
+            status = "not available" if r.status == "unavailable" else r.status
             reason = r.reason.replace("[", r"\[")
-            table.add_row(
-                label, f"[{colour}]{r.status}: {reason}[/{colour}]", *[""] * (len(COLUMNS) - 1)
-            )
+            label += f"\n[{colour}]{status}: {reason}[/{colour}]"
+            table.add_row(label, *["[dim]—[/dim]"] * len(COLUMNS))
             continue
         cells = [_cell(results, r, m) for m in COLUMNS]
         if r.status != "ok":  # partial numbers, then failed: say so in the first empty cell
@@ -163,11 +169,13 @@ def render_chart(results: list[SystemResult], path: str, title: str) -> None:
         ax.set_yticks(list(ys), names)
         ax.invert_yaxis()
         ax.set_title(label)
-        for y, m in zip(ys, meds, strict=True):
-            if m:
-                ax.text(m, y, f" {_fmt(m)}", va="center", fontsize=8)
+        for y, m, hi in zip(ys, meds, highs, strict=True):
+            if m:  # label right of the error bar so they do not overlap
+                ax.text(m + hi, y, f"  {_fmt(m)}", va="center", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-    axes[1].set_xscale("symlog", linthresh=1)
+    # Raw references are 10-100x the peers: log scales keep every bar readable.
+    axes[0].set_xscale("log")
+    axes[1].set_xscale("log")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

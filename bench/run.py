@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small N, 1 repeat (well under 2 min)")
     p.add_argument("--only", help=f"comma-separated subset of: {','.join(SYSTEMS)}")
     p.add_argument("--repeat", type=int, help="measurements per scenario (default 3, quick 1)")
-    p.add_argument("--json", default="bench-results.json", help="raw results file")
+    p.add_argument("--json", default="docs/bench-results.json", help="raw results file")
     p.add_argument("--chart", default="docs/bench-chart.png", help="PNG chart ('' to skip)")
     args = p.parse_args(argv)
     args.names = [n.strip() for n in args.only.split(",")] if args.only else list(SYSTEMS)
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
     }
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     report.write_json(args.json, report.to_json(results, meta))
     log(f"raw results: {args.json}")
     if args.chart:

@@ -62,10 +62,10 @@ class Sizes:
 
 
 QUICK = Sizes(
-    submit_one=300, submit_bulk=2000, drain=1000, pickup=100, pickup_gap=0.005, sleep50=200
+    submit_one=300, submit_bulk=2000, drain=2000, pickup=100, pickup_gap=0.005, sleep50=200
 )
 FULL = Sizes(
-    submit_one=2000, submit_bulk=10000, drain=5000, pickup=500, pickup_gap=0.01, sleep50=400
+    submit_one=1000, submit_bulk=10000, drain=5000, pickup=400, pickup_gap=0.01, sleep50=400
 )
 
 

@@ -7,9 +7,11 @@ that is what prefork with 2 processes gives; a thread/gevent pool would be a dif
 
 * ``worker_prefetch_multiplier = 8``: each child reserves up to 8 messages. The default 4 is
   tuned for long tasks; for tiny jobs a deeper prefetch cuts Redis round-trips. Kept moderate so
-  that idle workers still pick up new work promptly.
+  that idle workers still pick up new work promptly. (1, 4, 8 and 32 measured within noise of
+  each other here; override with BENCH_CELERY_PREFETCH to experiment.)
 * ``task_acks_late = True``: a message is acknowledged after the handler returns (at-least-once),
-  the guarantee offload gives; early acks would be cheaper but lose jobs on a crash.
+  the guarantee offload gives; early acks would lose jobs on a crash and measured no faster
+  here (BENCH_CELERY_ACKS_LATE=0 to compare).
 * ``ignore_result = True``: no result backend; completions are counted by bench.recorder like
   for every other system. ``--without-gossip/mingle/heartbeat``: no cluster chatter.
 * Bulk enqueue: Celery has no bulk API (``group`` publishes message by message), so n/a.
@@ -17,13 +19,14 @@ that is what prefork with 2 processes gives; a thread/gevent pool would be a dif
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bench import jobs
 from bench.systems.base import BenchEnv, Job, System
 
 TASK = "bench.celery_job"
-PREFETCH_MULTIPLIER = 8
+PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_CELERY_PREFETCH", "8"))
 
 
 def _make_app(env: BenchEnv) -> Any:
@@ -32,7 +35,7 @@ def _make_app(env: BenchEnv) -> Any:
     app = Celery("bench", broker=env.redis_url)
     app.conf.update(
         task_default_queue=env.queue,
-        task_acks_late=True,
+        task_acks_late=os.environ.get("BENCH_CELERY_ACKS_LATE", "1") == "1",
         task_ignore_result=True,
         worker_prefetch_multiplier=PREFETCH_MULTIPLIER,
         worker_hijack_root_logger=False,
