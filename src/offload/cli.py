@@ -83,6 +83,9 @@ def worker(
         str | None, typer.Option(help="Comma-separated queues (default: all).")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once per process.")] = 10,
+    prefetch: Annotated[
+        int, typer.Option(min=0, help="Jobs claimed ahead of free slots (short jobs).")
+    ] = 0,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     grace: Annotated[float, typer.Option(min=0, help="Seconds to drain on SIGTERM.")] = 30.0,
 ) -> None:

@@ -441,3 +441,50 @@ async def test_many_concurrent_submits_with_one_idempotency_key_create_one_job(
 async def _status_is(app: Offload, job_id: Any, status: JobStatus) -> bool:
     job = await app.get_job(job_id)
     return job is not None and job.status is status
+
+
+async def test_prefetched_jobs_are_held_under_lease_and_handed_back_untouched_on_stop(
+    database_url: str,
+) -> None:
+    app = make_app(database_url)
+    gate = asyncio.Event()
+    started: list[int] = []
+
+    @app.job("gated")
+    async def gated(ctx: Context, item: Item) -> int:
+        started.append(item.n)
+        await gate.wait()
+        return item.n
+
+    async with running(app, concurrency=1, prefetch=4, grace=10) as worker:
+        jobs = await app.submit_many("gated", [{"n": n} for n in range(5)])
+
+        async def all_claimed() -> bool:
+            return all([await _status_is(app, j.id, JobStatus.RUNNING) for j in jobs])
+
+        await wait_until(all_claimed)
+        assert len(started) == 1  # one slot: the other four are held, not run
+        worker.stop()
+        gate.set()
+        await wait_until(lambda: asyncio.sleep(0, worker.ready.is_set() and not worker._active))
+    states = [await app.get_job(j.id) for j in jobs]
+    ran = next(j for j in states if j is not None and j.status is JobStatus.SUCCEEDED)
+    assert ran.result == started[0]
+    held = [j for j in states if j is not None and j.id != ran.id]
+    assert [j.status for j in held] == [JobStatus.QUEUED] * 4
+    assert all(j.attempt == 1 and j.max_attempts == 4 for j in held)
+
+
+async def test_a_busy_worker_with_prefetch_drains_everything_once(database_url: str) -> None:
+    app = make_app(database_url)
+    seen: list[int] = []
+
+    @app.job("quick")
+    async def quick(ctx: Context, item: Item) -> None:
+        seen.append(item.n)
+
+    jobs = await app.submit_many("quick", [{"n": n} for n in range(300)])
+    async with running(app, concurrency=5, prefetch=20):
+        for job in jobs:
+            await wait_until(finished(app, job.id))
+    assert sorted(seen) == list(range(300))

@@ -16,12 +16,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", required=True, help="MODULE:ATTR of your Offload app")
     parser.add_argument("--queues", default=None, help="comma-separated queues (default: all)")
     parser.add_argument("--concurrency", type=int, default=10, help="jobs at once per process")
+    parser.add_argument(
+        "--prefetch", type=int, default=0, help="jobs claimed ahead of free slots (short jobs)"
+    )
     parser.add_argument("--processes", type=int, default=1, help="worker processes")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds to drain on SIGTERM")
     parser.add_argument("--log-level", default=os.environ.get("OFFLOAD_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    if args.concurrency < 1 or args.processes < 1:
-        parser.error("--concurrency and --processes must be >= 1")
+    if args.concurrency < 1 or args.processes < 1 or args.prefetch < 0:
+        parser.error("--concurrency and --processes must be >= 1, --prefetch >= 0")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
@@ -47,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     return run_worker_process(
-        args.app, queues=queues, concurrency=args.concurrency, grace=args.grace
+        args.app,
+        queues=queues,
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+        grace=args.grace,
     )
 
 

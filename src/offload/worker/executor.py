@@ -60,15 +60,15 @@ async def run_attempt(
     except TimeoutError:
         ctx.fence()
         if ctx.cancel_requested:
-            return _canceled(job)
+            return canceled(job)
         message = f"attempt {job.attempt} exceeded its timeout of {spec.timeout:g} s"
         return _retry_or_fail(job, spec, "timeout", message, None, None, uniform)
     except asyncio.CancelledError:
         if ctx.cancel_requested and _current_task_uncancel():
-            return _canceled(job)
+            return canceled(job)
         raise  # the worker itself is stopping
     except Canceled:
-        return _canceled(job)
+        return canceled(job)
     except PermanentError as exc:
         return _failed(job, exc.code, str(exc) or type(exc).__name__, traceback.format_exc())
     except Retry as exc:
@@ -77,7 +77,7 @@ async def run_attempt(
         )
     except Exception as exc:
         if ctx.cancel_requested:
-            return _canceled(job)
+            return canceled(job)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return _retry_or_fail(
             job, spec, "handler_error", message, traceback.format_exc(), None, uniform
@@ -130,7 +130,8 @@ def _failed(job: Job, code: str, message: str, detail: str | None = None) -> Out
     )
 
 
-def _canceled(job: Job) -> Outcome:
+def canceled(job: Job) -> Outcome:
+    """The outcome of an attempt canceled on request."""
     return Outcome(
         job.id,
         job.attempt,

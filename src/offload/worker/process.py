@@ -19,7 +19,12 @@ log = logging.getLogger("offload.worker")
 
 
 def run_worker_process(
-    app_spec: str, *, queues: Sequence[str] | None, concurrency: int, grace: float
+    app_spec: str,
+    *,
+    queues: Sequence[str] | None,
+    concurrency: int,
+    prefetch: int = 0,
+    grace: float,
 ) -> int:
     try:
         app = load_app(app_spec)
@@ -27,7 +32,7 @@ def run_worker_process(
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        worker = Worker(app, queues=queues, concurrency=concurrency, grace=grace)
+        worker = Worker(app, queues=queues, concurrency=concurrency, prefetch=prefetch, grace=grace)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

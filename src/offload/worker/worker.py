@@ -10,6 +10,7 @@ expired leases and promote due delayed jobs; safe to run in every worker at once
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import random
@@ -23,7 +24,7 @@ from ..app import Offload
 from ..context import Context
 from ..jobs import Job, JobStatus
 from ..store import Lease, Outcome, Store
-from .executor import AttemptAbandoned, run_attempt
+from .executor import AttemptAbandoned, canceled, run_attempt
 
 log = logging.getLogger("offload.worker")
 
@@ -51,24 +52,32 @@ class Worker:
         *,
         queues: Sequence[str] | None = None,
         concurrency: int = 10,
+        prefetch: int = 0,
         grace: float = 30.0,
         worker_id: str | None = None,
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if prefetch < 0:
+            raise ValueError("prefetch must be >= 0")
         if len(app.registry) == 0:
             raise ValueError("the app has no job types registered; nothing to run")
         self.app = app
         self.queues = list(queues) if queues else None
         self.concurrency = concurrency
+        self.prefetch = prefetch
+        """Jobs claimed beyond the free slots and held (leased) until a slot frees: bigger
+        batches per claim for short jobs; keep 0 for long jobs so idle workers get them."""
         self.grace = grace
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._uniform = uniform
         self._types = app.registry.names()
         self._lease = app.settings.lease_seconds
         self._active: dict[uuid.UUID, _Active] = {}
-        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._held: collections.deque[Job] = collections.deque()
+        self._outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        """Finished attempts waiting to be written; None tells the completer to finish up."""
         self._slot_free = asyncio.Event()
         self._due = asyncio.Event()
         """Set when a job this worker retried becomes due: no need to wait for a wake-up."""
@@ -93,8 +102,8 @@ class Worker:
         if listen is not None:
             await listen()
             store.on_cancel_requested(self._on_cancel_requested)  # type: ignore[attr-defined]
+        completer = asyncio.create_task(self._supervised("completer", self._complete_forever))
         side_tasks = [
-            asyncio.create_task(self._supervised("completer", self._complete_forever)),
             asyncio.create_task(self._supervised("heartbeat", self._heartbeat_forever)),
             asyncio.create_task(self._supervised("maintenance", self._maintain_forever)),
         ]
@@ -112,7 +121,13 @@ class Worker:
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
-            await self._flush_outcomes()
+            # The completer is not cancelled mid-write (that would drop a batch): it is told
+            # to write what is left and stop.
+            self._outcomes.put_nowait(None)
+            try:
+                await asyncio.wait_for(completer, self._lease)
+            except TimeoutError:
+                log.error("could not write the last outcomes; their jobs will be retried")
             self._threads.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped", self.worker_id)
 
@@ -134,10 +149,13 @@ class Worker:
 
     async def _claim_forever(self, store: Store) -> None:
         idle_wait = 1.0 if store.supports_push else self.app.settings.poll_interval
+        capacity = self.concurrency + self.prefetch
         failures = 0
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._active)
-            if free <= 0:
+            room = capacity - len(self._active) - len(self._held)
+            starving = len(self._active) < self.concurrency and not self._held
+            # A busy worker tops up in big batches; one with an empty slot claims at once.
+            if room <= 0 or (not starving and room < max(1, capacity // 2)):
                 self._slot_free.clear()
                 await self._until(self._slot_free)
                 continue
@@ -146,7 +164,7 @@ class Worker:
                 jobs = await store.job_claim(
                     types=self._types,
                     queues=self.queues,
-                    limit=free,
+                    limit=room,
                     worker_id=self.worker_id,
                     lease_seconds=self._lease,
                 )
@@ -156,9 +174,9 @@ class Worker:
                 log.warning("claim failed (%s); retrying", exc)
                 await self._until(None, timeout=min(0.1 * 2**failures, 5.0))
                 continue
-            for job in jobs:
-                self._start(job)
-            if len(jobs) < free:
+            self._held.extend(jobs)
+            self._start_held()
+            if len(jobs) < room:
                 await self._until(self._due, timeout=idle_wait, wake=store.wait_for_jobs)
 
     async def _until(
@@ -179,6 +197,10 @@ class Worker:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    def _start_held(self) -> None:
+        while self._held and len(self._active) < self.concurrency:
+            self._start(self._held.popleft())
 
     def _start(self, job: Job) -> None:
         spec = self.app.registry.get(job.type)
@@ -206,6 +228,8 @@ class Worker:
             outcome = None
         finally:
             self._active.pop(job.id, None)
+            if not self._stopping.is_set():
+                self._start_held()
             self._slot_free.set()
         if outcome is not None:
             self._outcomes.put_nowait(outcome)
@@ -231,11 +255,20 @@ class Worker:
     # -- side tasks --------------------------------------------------------------------------
 
     async def _complete_forever(self) -> None:
-        while True:
-            batch = [await self._outcomes.get()]
-            while len(batch) < _BATCH and not self._outcomes.empty():
-                batch.append(self._outcomes.get_nowait())
-            await self._write(batch)
+        stop = False
+        while not stop:
+            batch: list[Outcome] = []
+            item = await self._outcomes.get()
+            while True:
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+                if stop or len(batch) >= _BATCH or self._outcomes.empty():
+                    break
+                item = self._outcomes.get_nowait()
+            if batch:
+                await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
         delay = 0.05
@@ -264,7 +297,9 @@ class Worker:
     async def _flush_outcomes(self) -> None:
         batch: list[Outcome] = []
         while not self._outcomes.empty():
-            batch.append(self._outcomes.get_nowait())
+            item = self._outcomes.get_nowait()
+            if item is not None:
+                batch.append(item)
         for start in range(0, len(batch), _BATCH):
             await self._write(batch[start : start + _BATCH])
 
@@ -273,9 +308,15 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             leases = [Lease(a.job.id, a.job.attempt) for a in self._active.values()]
+            leases += [Lease(job.id, job.attempt) for job in self._held]
             if not leases:
                 continue
             result = await self._store.job_heartbeat(leases, self._lease)  # type: ignore[union-attr]
+            gone = result.lost | result.cancel_requested
+            for job in [j for j in self._held if j.id in gone]:
+                self._held.remove(job)
+                if job.id in result.cancel_requested and job.id not in result.lost:
+                    self._outcomes.put_nowait(canceled(job))
             for job_id in result.lost:
                 active = self._active.get(job_id)
                 if active is not None:
@@ -300,6 +341,9 @@ class Worker:
 
     async def _drain(self) -> None:
         """Let running attempts finish within the grace period, then hand the rest back."""
+        held, self._held = list(self._held), collections.deque()
+        for job in held:  # never started: hand back at once
+            await self._store.job_release(Lease(job.id, job.attempt), "worker shutdown")  # type: ignore[union-attr]
         if self._active:
             log.info("draining %d running jobs (grace %.0f s)", len(self._active), self.grace)
             running = asyncio.gather(
