@@ -26,7 +26,7 @@ def best_peer(results: list[SystemResult], metric: str) -> float | None:
     values = [
         m
         for r in results
-        if not r.reference and r.name != "offload" and (m := median(r, metric)) is not None
+        if not r.reference and not r.name.startswith("offload") and (m := median(r, metric)) is not None
     ]
     if not values:
         return None
@@ -153,7 +153,7 @@ def render_chart(results: list[SystemResult], path: str, title: str) -> None:
         return
     names = [r.name for r in shown]
     colours = [
-        "tab:green" if r.name == "offload" else "tab:gray" if r.reference else "tab:blue"
+        "tab:green" if r.name.startswith("offload") else "tab:gray" if r.reference else "tab:blue"
         for r in shown
     ]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(shown) + 2))

@@ -10,6 +10,7 @@ from bench.systems.base import System
 #: name -> module (order = report order). offload first, then peers, then raw references.
 SYSTEMS: dict[str, str] = {
     "offload": "bench.systems.offload_sys",
+    "offload-sqlite": "bench.systems.offload_sqlite_sys",
     "celery": "bench.systems.celery_sys",
     "dramatiq": "bench.systems.dramatiq_sys",
     "arq": "bench.systems.arq_sys",

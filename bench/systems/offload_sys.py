@@ -1,49 +1,118 @@
-"""offload itself — the plug-in point, to be completed by the offload engineer.
+"""offload on PostgreSQL: the store's own table queue (no broker).
 
-Until it is filled in, ``check`` raises Unavailable and the runner lists offload as
-"not available" (also when ``import offload`` fails). To implement (see bench/README.md):
-
-1. ``backend``: "postgres" (table queue, default), "redis" or "rabbitmq" — picks the raw
-   reference offload is compared with. Point ``OFFLOAD_DATABASE_URL`` at ``env.pg_url`` and
-   ``OFFLOAD_BROKER_URL`` at ``env.redis_url`` / ``env.amqp_url`` accordingly. If you benchmark
-   several broker set-ups, copy this module (offload_redis_sys.py, ...) and register each in
-   bench/systems/__init__.py.
-2. ``_make_app(env)``: build an ``Offload`` app with one async handler registered as
-   ``"bench.job"`` on queue ``env.queue`` whose body is
-   ``await jobs.arun_job(inp.phase, inp.kind, inp.submitted_at)``.
-3. ``aopen``: create the app, apply migrations to ``env.pg_url``; ``purge``: delete queued jobs;
-   ``aenqueue``: ``await app.submit("bench.job", {...})`` — the Python path, not HTTP, so the
-   figures are comparable with peers' ``delay()``; ``aenqueue_many``: a bulk submit if offload
-   has one (else leave ``has_bulk = False``).
-4. ``worker_main``: run ONE worker process on ``env.queue`` (the runner starts ``launches = 2``
-   of them) with the same capacity as the peers (10 concurrent async jobs per process), exit
-   on SIGTERM. Document the configuration in ``config`` and in this docstring.
+Configuration: 2 worker processes (``Worker`` in each, as ``offload worker --processes 2``
+runs them), each with ``concurrency = 10`` async handlers and ``prefetch = 90``: a worker
+claims up to 100 due jobs in one ``FOR UPDATE SKIP LOCKED`` statement and holds the extra ones
+under lease until a slot frees — the same batch size and concurrency as ``raw_pg``. Finished
+attempts are written in batches; idle workers wake on ``LISTEN/NOTIFY``. Every job is a durable
+row with its event log (queued, running, succeeded), an attempt number and a lease, so the
+figures include what makes offload reliable. Submit: ``await app.submit`` (one statement per
+job); bulk: ``await app.submit_many`` (one statement per 10,000 jobs).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the handler below is defined inside a function
+# and its input model is a local, which only eagerly evaluated annotations can see.
 
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from bench import jobs
 from bench.systems.base import AsyncSystem, BenchEnv, Job, Unavailable
+
+CONCURRENCY = 10
+PREFETCH = 90
+CHUNK = 10_000
+
+
+def make_app(database_url: str, queue: str) -> Any:
+    from pydantic import BaseModel
+
+    from offload import Context, Offload
+
+    class BenchInput(BaseModel):
+        phase: str
+        kind: str
+        submitted_at: float
+
+    app = Offload(database_url)
+
+    @app.job("bench.job", queue=queue)
+    async def bench_job(ctx: Context, inp: BenchInput) -> None:
+        await jobs.arun_job(inp.phase, inp.kind, inp.submitted_at)
+
+    return app
+
+
+def _input(job: Job) -> dict[str, Any]:
+    return {"phase": job.phase, "kind": job.kind, "submitted_at": job.submitted_at}
 
 
 class OffloadSystem(AsyncSystem):
     name = "offload"
     backend = "postgres"
-    has_bulk = False
-    config = "not implemented yet"
+    has_bulk = True
+    config = f"2 processes x {CONCURRENCY} async, prefetch {PREFETCH} (claims of 100)"
+    database: ClassVar[str] = "postgres"
+
+    @classmethod
+    def database_url(cls, env: BenchEnv) -> str:
+        return env.pg_url
 
     def check(self) -> None:
         try:
             import offload  # noqa: F401
         except ImportError as exc:
             raise Unavailable(f"import offload failed: {exc}") from exc
-        raise Unavailable("bench/systems/offload_sys.py is not implemented yet")
+
+    async def aopen(self) -> None:
+        self.app = make_app(self.database_url(self.env), self.env.queue)
+        await self.app.upgrade_schema()
+        await self.app.store()
+
+    async def aclose(self) -> None:
+        await self.app.close()
 
     def purge(self) -> None:
-        raise NotImplementedError
+        async def clear() -> None:
+            store = await self.app.store()
+            if self.database == "postgres":
+                await store.pool.execute("TRUNCATE offload_jobs, offload_job_events")
+            else:
+                await store._run(_sqlite_clear, store)
+
+        self.run(clear())
 
     async def aenqueue(self, job: Job) -> None:
-        raise NotImplementedError
+        await self.app.submit("bench.job", _input(job))
+
+    async def aenqueue_many(self, jobs_: Sequence[Job]) -> None:
+        for start in range(0, len(jobs_), CHUNK):
+            await self.app.submit_many(
+                "bench.job", [_input(j) for j in jobs_[start : start + CHUNK]]
+            )
 
     @classmethod
     def worker_main(cls, env: BenchEnv, index: int) -> None:
-        raise NotImplementedError
+        from offload import Worker
+
+        async def main() -> None:
+            app = make_app(cls.database_url(env), env.queue)
+            worker = Worker(app, concurrency=CONCURRENCY, prefetch=PREFETCH, grace=1)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, worker.stop)
+            try:
+                await worker.run()
+            finally:
+                await app.close()
+
+        asyncio.run(main())
+        os._exit(0)
+
+
+def _sqlite_clear(store: Any) -> None:
+    conn = store._require()
+    conn.execute("DELETE FROM offload_jobs")
+    conn.execute("DELETE FROM offload_job_events")

@@ -38,9 +38,11 @@ class Context:
         max_attempts: int,
         checkpoint: JSON,
         loop: asyncio.AbstractEventLoop,
+        worker_id: str | None = None,
     ) -> None:
         self._store = store
         self._loop = loop
+        self._worker_id = worker_id
         self.job_id = job_id
         self.job_type = job_type
         self.attempt = attempt
@@ -68,12 +70,16 @@ class Context:
     def progress(self, percent: float, message: str | None = None) -> Awaitable[None]:
         """Report progress (0–100) and an optional message; recorded as a ``job.progress`` event."""
         percent = min(max(float(percent), 0.0), 100.0)
-        return self._write(self._store.job_progress(self.job_id, self.attempt, percent, message))
+        return self._write(
+            self._store.job_progress(self.job_id, self.attempt, percent, message, self._worker_id)
+        )
 
     def save_checkpoint(self, value: JSON) -> Awaitable[None]:
         """Save JSON that the next attempt receives as ``ctx.checkpoint`` if this one dies."""
         self.checkpoint = value
-        return self._write(self._store.job_checkpoint(self.job_id, self.attempt, value))
+        return self._write(
+            self._store.job_checkpoint(self.job_id, self.attempt, value, self._worker_id)
+        )
 
     # -- worker side ---------------------------------------------------------------------
 

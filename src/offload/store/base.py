@@ -57,6 +57,8 @@ class Outcome:
     error_message: str | None = None
     error_detail: str | None = None
     retry_delay: float = 0.0
+    worker_id: str | None = None
+    """The claiming worker; when given, the write is fenced on it as well as on the attempt."""
 
 
 OUTCOME_STATUSES = ALLOWED[JobStatus.RUNNING] - {JobStatus.QUEUED}
@@ -72,8 +74,14 @@ def ensure_outcome(outcome: Outcome) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
+    """Who holds a running job. Every write of an attempt is fenced on ``attempt`` and, when
+    given, on ``worker_id`` too: claims may be committed asynchronously (a database crash can
+    forget one and hand the same attempt number out again), the worker id still tells the two
+    holders apart."""
+
     job_id: uuid.UUID
     attempt: int
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,31 @@ class JobFilter:
     error_code: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    finished_after: datetime | None = None
+    finished_before: datetime | None = None
+    discarded: bool | None = None
+    """False: leave out discarded dead letters (the dead-letter list); True: only those."""
+
+
+ROLES = ("client", "viewer", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: everything but the key itself, of which only a hash is kept."""
+
+    id: str
+    """Public and stable: shown in listings and recorded as the actor of admin actions."""
+    tenant: str
+    role: str
+    """``client`` (its tenant's jobs), ``viewer`` (reads everything) or ``admin``."""
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
 
 
 def inserted_job(job: NewJob, now: datetime) -> Job:
@@ -207,15 +240,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def job_heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> HeartbeatResult:
-        """Extend the leases still held; report lost ones and pending cancel requests."""
+        """Extend the leases still held; report lost ones and pending cancel requests. All
+        leases of one call belong to one worker (the first lease's ``worker_id``)."""
 
     @abc.abstractmethod
     async def job_progress(
-        self, job_id: uuid.UUID, attempt: int, percent: float, message: str | None
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        percent: float,
+        message: str | None,
+        worker_id: str | None = None,
     ) -> bool: ...
 
     @abc.abstractmethod
-    async def job_checkpoint(self, job_id: uuid.UUID, attempt: int, value: JSON) -> bool: ...
+    async def job_checkpoint(
+        self, job_id: uuid.UUID, attempt: int, value: JSON, worker_id: str | None = None
+    ) -> bool: ...
 
     @abc.abstractmethod
     async def job_finish_many(self, outcomes: Sequence[Outcome]) -> list[uuid.UUID]:
@@ -252,10 +293,41 @@ class Store(abc.ABC):
         number keeps counting up (it is the fence); ``max_attempts`` grows instead."""
 
     @abc.abstractmethod
+    async def job_discard(self, job_id: uuid.UUID, actor: str | None) -> Job | None:
+        """Take a dead letter off the dead-letter list; it stays ``failed`` with its history
+        and a ``job.discarded`` event. None if there is no such job;
+        :class:`~offload.errors.IllegalTransition` if it is not an undiscarded dead letter."""
+
+    @abc.abstractmethod
+    async def job_count(self, where: JobFilter) -> int: ...
+
+    @abc.abstractmethod
+    async def queue_depth(self, name: str) -> int:
+        """Jobs waiting in ``name`` (queued, scheduled, retrying): what backpressure limits."""
+
+    @abc.abstractmethod
     async def queue_set_paused(self, name: str, paused: bool, actor: str | None) -> None: ...
 
     @abc.abstractmethod
     async def queue_list(self) -> list[QueueInfo]: ...
+
+    # -- API keys ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def key_insert(
+        self, key_id: str, key_hash: str, tenant: str, role: str, name: str | None = None
+    ) -> ApiKey: ...
+
+    @abc.abstractmethod
+    async def key_get_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not (the caller checks :attr:`ApiKey.active`)."""
+
+    @abc.abstractmethod
+    async def key_list(self) -> list[ApiKey]: ...
+
+    @abc.abstractmethod
+    async def key_revoke(self, key_id: str) -> ApiKey | None:
+        """Revoke (idempotent); None if there is no such key."""
 
     # -- wake-ups ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from ..jobs import Job, JobEvent, JobStatus
 from ..states import ensure_transition
 from ..types import JSON
 from .base import (
+    ApiKey,
     HeartbeatResult,
     JobFilter,
     Lease,
@@ -54,6 +55,8 @@ class PostgresStore(Store):
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._wake = asyncio.Event()
+        self._claimer: asyncpg.Connection | None = None
+        self._claim_lock = asyncio.Lock()
         self._cancel_callbacks: list[Any] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -78,6 +81,10 @@ class PostgresStore(Store):
             ) from None
 
     async def close(self) -> None:
+        if self._claimer is not None:
+            with contextlib.suppress(Exception):
+                await self._claimer.close(timeout=2)
+            self._claimer = None
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
@@ -248,15 +255,30 @@ class PostgresStore(Store):
         worker_id: str,
         lease_seconds: float,
     ) -> list[Job]:
-        rows = await self.pool.fetch(
-            Q["job_claim"],
-            list(types),
-            list(queues) if queues else None,
-            limit,
-            worker_id,
-            lease_seconds,
-        )
+        async with self._claim_lock:
+            if self._claimer is None or self._claimer.is_closed():
+                self._claimer = await self._claim_connection()
+            rows = await self._claimer.fetch(
+                Q["job_claim"],
+                list(types),
+                list(queues) if queues else None,
+                limit,
+                worker_id,
+                lease_seconds,
+            )
         return [Job.from_row(r) for r in rows]
+
+    async def _claim_connection(self) -> asyncpg.Connection:
+        """Claims commit without waiting for the WAL flush: a claim forgotten by a database
+        crash only puts a job back in the queue, and the worker id in every fenced write keeps
+        the two holders of a re-issued attempt number apart. Saves a disk flush per pick-up."""
+        conn = await asyncpg.connect(
+            self.url,
+            timeout=10,
+            server_settings={"synchronous_commit": "off", "enable_bitmapscan": "off"},
+        )
+        await _init_connection(conn)
+        return conn
 
     async def job_heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> HeartbeatResult:
         if not leases:
@@ -266,6 +288,7 @@ class PostgresStore(Store):
             [lease.job_id for lease in leases],
             [lease.attempt for lease in leases],
             lease_seconds,
+            leases[0].worker_id,
         )
         held = {r["id"] for r in rows}
         return HeartbeatResult(
@@ -274,15 +297,23 @@ class PostgresStore(Store):
         )
 
     async def job_progress(
-        self, job_id: uuid.UUID, attempt: int, percent: float, message: str | None
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        percent: float,
+        message: str | None,
+        worker_id: str | None = None,
     ) -> bool:
-        return (
-            await self.pool.fetchval(Q["job_progress"], job_id, attempt, percent, message)
-            is not None
+        row = await self.pool.fetchval(
+            Q["job_progress"], job_id, attempt, percent, message, worker_id
         )
+        return row is not None
 
-    async def job_checkpoint(self, job_id: uuid.UUID, attempt: int, value: JSON) -> bool:
-        return await self.pool.fetchval(Q["job_checkpoint"], job_id, attempt, value) is not None
+    async def job_checkpoint(
+        self, job_id: uuid.UUID, attempt: int, value: JSON, worker_id: str | None = None
+    ) -> bool:
+        row = await self.pool.fetchval(Q["job_checkpoint"], job_id, attempt, value, worker_id)
+        return row is not None
 
     async def job_finish_many(self, outcomes: Sequence[Outcome]) -> list[uuid.UUID]:
         if not outcomes:
@@ -299,12 +330,15 @@ class PostgresStore(Store):
             [o.error_message for o in outcomes],
             [o.error_detail for o in outcomes],
             [o.retry_delay for o in outcomes],
+            [o.worker_id for o in outcomes],
         )
         return [r["id"] for r in rows]
 
     async def job_release(self, lease: Lease, reason: str) -> bool:
         return (
-            await self.pool.fetchval(Q["job_release"], lease.job_id, lease.attempt, reason)
+            await self.pool.fetchval(
+                Q["job_release"], lease.job_id, lease.attempt, reason, lease.worker_id
+            )
             is not None
         )
 
@@ -366,6 +400,46 @@ class PostgresStore(Store):
             for r in rows
         ]
 
+    # -- dead letters, depth, API keys -------------------------------------------------------
+
+    async def job_discard(self, job_id: uuid.UUID, actor: str | None) -> Job | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["job_discard"], job_id, actor)
+            if row is not None:
+                return Job.from_row(row)
+            current = await conn.fetchrow(Q["job_get"], job_id)
+        if current is None:
+            return None
+        target = "discarded" if current["status"] == "failed" else "discarded (not failed)"
+        raise IllegalTransition(job_id, current["status"], target)
+
+    async def job_count(self, where: JobFilter) -> int:
+        clauses, args = _filter_sql(where)
+        sql = "SELECT count(*) FROM offload_jobs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return int(await self.pool.fetchval(sql, *args))
+
+    async def queue_depth(self, name: str) -> int:
+        return int(await self.pool.fetchval(Q["queue_depth"], name))
+
+    async def key_insert(
+        self, key_id: str, key_hash: str, tenant: str, role: str, name: str | None = None
+    ) -> ApiKey:
+        row = await self.pool.fetchrow(Q["key_insert"], key_id, key_hash, tenant, role, name)
+        return ApiKey(**dict(row))
+
+    async def key_get_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = await self.pool.fetchrow(Q["key_get_by_hash"], key_hash)
+        return ApiKey(**dict(row)) if row else None
+
+    async def key_list(self) -> list[ApiKey]:
+        return [ApiKey(**dict(r)) for r in await self.pool.fetch(Q["key_list"])]
+
+    async def key_revoke(self, key_id: str) -> ApiKey | None:
+        row = await self.pool.fetchrow(Q["key_revoke"], key_id)
+        return ApiKey(**dict(row)) if row else None
+
     # -- wake-ups ----------------------------------------------------------------------------
 
     async def listen(self) -> None:
@@ -416,4 +490,12 @@ def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:
         add("created_at >= {}", where.created_after)
     if where.created_before:
         add("created_at < {}", where.created_before)
+    if where.finished_after:
+        add("finished_at >= {}", where.finished_after)
+    if where.finished_before:
+        add("finished_at < {}", where.finished_before)
+    if where.discarded is not None:
+        # Discarded after its last failure; a replay that fails again brings it back.
+        discarded = "coalesce(discarded_at >= finished_at, false)"
+        clauses.append(discarded if where.discarded else f"NOT {discarded}")
     return clauses, args

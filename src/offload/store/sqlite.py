@@ -24,6 +24,7 @@ from ..jobs import Job, JobEvent, JobStatus
 from ..states import ensure_transition
 from ..types import JSON
 from .base import (
+    ApiKey,
     HeartbeatResult,
     JobFilter,
     Lease,
@@ -351,6 +352,7 @@ class SQLiteStore(Store):
                     {
                         "id": str(lease.job_id),
                         "attempt": lease.attempt,
+                        "worker_id": lease.worker_id,
                         "lease": lease_seconds,
                         "now": now,
                     },
@@ -367,7 +369,12 @@ class SQLiteStore(Store):
         return await self._tx(run)
 
     async def job_progress(
-        self, job_id: uuid.UUID, attempt: int, percent: float, message: str | None
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        percent: float,
+        message: str | None,
+        worker_id: str | None = None,
     ) -> bool:
         def run(conn: sqlite3.Connection, now: float) -> bool:
             row = conn.execute(
@@ -375,6 +382,7 @@ class SQLiteStore(Store):
                 {
                     "id": str(job_id),
                     "attempt": attempt,
+                    "worker_id": worker_id,
                     "percent": percent,
                     "message": message,
                     "now": now,
@@ -396,11 +404,19 @@ class SQLiteStore(Store):
 
         return await self._tx(run)
 
-    async def job_checkpoint(self, job_id: uuid.UUID, attempt: int, value: JSON) -> bool:
+    async def job_checkpoint(
+        self, job_id: uuid.UUID, attempt: int, value: JSON, worker_id: str | None = None
+    ) -> bool:
         def run(conn: sqlite3.Connection, now: float) -> bool:
             row = conn.execute(
                 Q["job_checkpoint"],
-                {"id": str(job_id), "attempt": attempt, "value": _dumps(value), "now": now},
+                {
+                    "id": str(job_id),
+                    "attempt": attempt,
+                    "worker_id": worker_id,
+                    "value": _dumps(value),
+                    "now": now,
+                },
             ).fetchone()
             return row is not None
 
@@ -418,6 +434,7 @@ class SQLiteStore(Store):
                     {
                         "id": str(o.job_id),
                         "attempt": o.attempt,
+                        "worker_id": o.worker_id,
                         "status": o.status.value,
                         "result": o.result,
                         "error_code": o.error_code,
@@ -452,7 +469,13 @@ class SQLiteStore(Store):
     async def job_release(self, lease: Lease, reason: str) -> bool:
         def run(conn: sqlite3.Connection, now: float) -> bool:
             row = conn.execute(
-                Q["job_release"], {"id": str(lease.job_id), "attempt": lease.attempt, "now": now}
+                Q["job_release"],
+                {
+                    "id": str(lease.job_id),
+                    "attempt": lease.attempt,
+                    "worker_id": lease.worker_id,
+                    "now": now,
+                },
             ).fetchone()
             if row is None:
                 return False
@@ -600,6 +623,98 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
+    # -- dead letters, depth, API keys -------------------------------------------------------
+
+    async def job_discard(self, job_id: uuid.UUID, actor: str | None) -> Job | None:
+        def run(conn: sqlite3.Connection, now: float) -> Job | None:
+            row = conn.execute(Q["job_discard"], {"id": str(job_id), "now": now}).fetchone()
+            if row is not None:
+                self._event(
+                    conn,
+                    now,
+                    row["id"],
+                    row["event_seq"],
+                    "job.discarded",
+                    "failed",
+                    row["attempt"],
+                    {"action": "discard", "actor": actor},
+                )
+                return _job(row)
+            current = conn.execute(Q["job_get"], {"id": str(job_id)}).fetchone()
+            if current is None:
+                return None
+            target = "discarded" if current["status"] == "failed" else "discarded (not failed)"
+            raise IllegalTransition(job_id, current["status"], target)
+
+        return await self._tx(run)
+
+    async def job_count(self, where: JobFilter) -> int:
+        clauses, args = _filter_sql(where)
+        sql = "SELECT count(*) FROM offload_jobs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            return int(conn.execute(sql, args).fetchone()[0])
+
+        return await self._read(run)
+
+    async def queue_depth(self, name: str) -> int:
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            return int(conn.execute(Q["queue_depth"], {"name": name}).fetchone()[0])
+
+        return await self._read(run)
+
+    async def key_insert(
+        self, key_id: str, key_hash: str, tenant: str, role: str, name: str | None = None
+    ) -> ApiKey:
+        def run(conn: sqlite3.Connection, now: float) -> ApiKey:
+            row = conn.execute(
+                Q["key_insert"],
+                {
+                    "id": key_id,
+                    "key_hash": key_hash,
+                    "tenant": tenant,
+                    "role": role,
+                    "name": name,
+                    "now": now,
+                },
+            ).fetchone()
+            return _api_key(row)
+
+        return await self._tx(run)
+
+    async def key_get_by_hash(self, key_hash: str) -> ApiKey | None:
+        def run(conn: sqlite3.Connection, now: float) -> ApiKey | None:
+            row = conn.execute(Q["key_get_by_hash"], {"key_hash": key_hash}).fetchone()
+            return _api_key(row) if row else None
+
+        return await self._read(run)
+
+    async def key_list(self) -> list[ApiKey]:
+        def run(conn: sqlite3.Connection, now: float) -> list[ApiKey]:
+            return [_api_key(r) for r in conn.execute(Q["key_list"])]
+
+        return await self._read(run)
+
+    async def key_revoke(self, key_id: str) -> ApiKey | None:
+        def run(conn: sqlite3.Connection, now: float) -> ApiKey | None:
+            row = conn.execute(Q["key_revoke"], {"id": key_id, "now": now}).fetchone()
+            return _api_key(row) if row else None
+
+        return await self._tx(run)
+
+
+def _api_key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        tenant=row["tenant"],
+        role=row["role"],
+        name=row["name"],
+        created_at=_time(row["created_at"]),  # type: ignore[arg-type]
+        revoked_at=_time(row["revoked_at"]),
+    )
+
 
 def _statements(script: str) -> list[str]:
     """Split a migration into statements (comments dropped; no ``;`` inside literals)."""
@@ -628,4 +743,14 @@ def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:
     if where.created_before:
         clauses.append("created_at < ?")
         args.append(where.created_before.timestamp())
+    if where.finished_after:
+        clauses.append("finished_at >= ?")
+        args.append(where.finished_after.timestamp())
+    if where.finished_before:
+        clauses.append("finished_at < ?")
+        args.append(where.finished_before.timestamp())
+    if where.discarded is not None:
+        # Discarded after its last failure; a replay that fails again brings it back.
+        discarded = "coalesce(discarded_at >= finished_at, false)"
+        clauses.append(discarded if where.discarded else f"NOT {discarded}")
     return clauses, args

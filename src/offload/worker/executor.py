@@ -93,7 +93,9 @@ async def run_attempt(
             "result_not_serializable",
             f"the handler returned a value that is not JSON-serialisable: {exc}",
         )
-    return Outcome(job.id, job.attempt, JobStatus.SUCCEEDED, result=encoded)
+    return Outcome(
+        job.id, job.attempt, JobStatus.SUCCEEDED, result=encoded, worker_id=job.worker_id
+    )
 
 
 async def _call(spec: JobSpec, ctx: Context, value: BaseModel, threads: Executor) -> Any:
@@ -127,6 +129,7 @@ def _failed(job: Job, code: str, message: str, detail: str | None = None) -> Out
         error_code=code,
         error_message=message,
         error_detail=detail,
+        worker_id=job.worker_id,
     )
 
 
@@ -138,6 +141,7 @@ def canceled(job: Job) -> Outcome:
         JobStatus.CANCELED,
         error_code="canceled",
         error_message="canceled on request",
+        worker_id=job.worker_id,
     )
 
 
@@ -167,4 +171,5 @@ def _retry_or_fail(
         error_message=message,
         error_detail=detail,
         retry_delay=delay,
+        worker_id=job.worker_id,
     )

@@ -212,6 +212,7 @@ class Worker:
             job.max_attempts,
             job.checkpoint,  # type: ignore[arg-type]
             asyncio.get_running_loop(),
+            self.worker_id,
         )
         if job.cancel_requested:
             ctx.request_cancel()
@@ -307,8 +308,8 @@ class Worker:
         interval = min(self._lease / 3, 2.0)
         while True:
             await asyncio.sleep(interval)
-            leases = [Lease(a.job.id, a.job.attempt) for a in self._active.values()]
-            leases += [Lease(job.id, job.attempt) for job in self._held]
+            leases = [Lease(a.job.id, a.job.attempt, self.worker_id) for a in self._active.values()]
+            leases += [Lease(job.id, job.attempt, self.worker_id) for job in self._held]
             if not leases:
                 continue
             result = await self._store.job_heartbeat(leases, self._lease)  # type: ignore[union-attr]
@@ -343,7 +344,9 @@ class Worker:
         """Let running attempts finish within the grace period, then hand the rest back."""
         held, self._held = list(self._held), collections.deque()
         for job in held:  # never started: hand back at once
-            await self._store.job_release(Lease(job.id, job.attempt), "worker shutdown")  # type: ignore[union-attr]
+            await self._store.job_release(
+                Lease(job.id, job.attempt, self.worker_id), "worker shutdown"
+            )  # type: ignore[union-attr]
         if self._active:
             log.info("draining %d running jobs (grace %.0f s)", len(self._active), self.grace)
             running = asyncio.gather(
@@ -362,7 +365,7 @@ class Worker:
         await self._flush_outcomes()
         for active in leftovers:
             released = await self._store.job_release(  # type: ignore[union-attr]
-                Lease(active.job.id, active.job.attempt), "worker shutdown"
+                Lease(active.job.id, active.job.attempt, self.worker_id), "worker shutdown"
             )
             if released:
                 log.info("job %s handed back for another worker", active.job.id)

@@ -82,6 +82,7 @@ UPDATE offload_jobs j
 SET lease_expires_at = now() + make_interval(secs => $3)
 FROM unnest($1::uuid[], $2::int[]) AS v(id, attempt)
 WHERE j.id = v.id AND j.attempt = v.attempt AND j.status = 'running'
+  AND ($4::text IS NULL OR j.worker_id = $4)
 RETURNING j.id, j.cancel_requested
 
 -- name: job_progress
@@ -90,6 +91,7 @@ WITH job AS (
     SET progress_percent = $3, progress_message = $4, updated_at = now(),
         event_seq = event_seq + 1
     WHERE id = $1 AND attempt = $2 AND status = 'running'
+      AND ($5::text IS NULL OR worker_id = $5)
     RETURNING id, event_seq, attempt, updated_at
 )
 INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
@@ -101,13 +103,15 @@ RETURNING job_id
 -- name: job_checkpoint
 UPDATE offload_jobs SET checkpoint = $3::jsonb, updated_at = now()
 WHERE id = $1 AND attempt = $2 AND status = 'running'
+  AND ($4::text IS NULL OR worker_id = $4)
 RETURNING id
 
 -- name: job_finish_many
 WITH v AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::float8[])
-        AS v(id, attempt, status, result, error_code, error_message, error_detail, delay)
+                         $7::text[], $8::float8[], $9::text[])
+        AS v(id, attempt, status, result, error_code, error_message, error_detail, delay,
+             worker_id)
 ), job AS (
     UPDATE offload_jobs j
     SET status = v.status,
@@ -122,6 +126,7 @@ WITH v AS (
         event_seq = j.event_seq + 1
     FROM v
     WHERE j.id = v.id AND j.attempt = v.attempt AND j.status = 'running'
+      AND (v.worker_id IS NULL OR j.worker_id = v.worker_id)
     RETURNING j.id, j.event_seq, j.status, j.attempt, j.error_code, j.error_message, j.run_at,
               j.updated_at
 ), event AS (
@@ -145,6 +150,7 @@ WITH job AS (
         lease_expires_at = NULL, worker_id = NULL, updated_at = now(),
         event_seq = event_seq + 1
     WHERE id = $1 AND attempt = $2 AND status = 'running'
+      AND ($4::text IS NULL OR worker_id = $4)
     RETURNING id, event_seq, attempt, queue, updated_at
 ), event AS (
     INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
@@ -278,3 +284,37 @@ SELECT n.name,
            AS oldest_waiting_at
 FROM names n LEFT JOIN offload_queues q ON q.name = n.name
 ORDER BY n.name
+
+-- name: key_insert
+INSERT INTO offload_api_keys (id, key_hash, tenant, role, name, created_at)
+VALUES ($1, $2, $3, $4, $5, now())
+RETURNING id, tenant, role, name, created_at, revoked_at
+
+-- name: key_get_by_hash
+SELECT id, tenant, role, name, created_at, revoked_at FROM offload_api_keys WHERE key_hash = $1
+
+-- name: key_list
+SELECT id, tenant, role, name, created_at, revoked_at FROM offload_api_keys
+ORDER BY created_at, id
+
+-- name: key_revoke
+UPDATE offload_api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+RETURNING id, tenant, role, name, created_at, revoked_at
+
+-- name: job_discard
+WITH job AS (
+    UPDATE offload_jobs
+    SET discarded_at = now(), updated_at = now(), event_seq = event_seq + 1
+    WHERE id = $1 AND status = 'failed'
+      AND (discarded_at IS NULL OR discarded_at < finished_at)
+    RETURNING *
+), event AS (
+    INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
+    SELECT id, event_seq, 'job.discarded', 'failed', attempt,
+           jsonb_build_object('action', 'discard', 'actor', $2::text), updated_at
+    FROM job
+)
+SELECT * FROM job
+
+-- name: queue_depth
+SELECT count(*) FROM offload_jobs WHERE queue = $1 AND status IN ({claimable})

@@ -50,6 +50,7 @@ RETURNING *
 -- name: job_heartbeat
 UPDATE offload_jobs SET lease_expires_at = :now + :lease
 WHERE id = :id AND attempt = :attempt AND status = 'running'
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
 RETURNING id, cancel_requested
 
 -- name: job_progress
@@ -57,11 +58,13 @@ UPDATE offload_jobs
 SET progress_percent = :percent, progress_message = :message, updated_at = :now,
     event_seq = event_seq + 1
 WHERE id = :id AND attempt = :attempt AND status = 'running'
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
 RETURNING id, event_seq, attempt
 
 -- name: job_checkpoint
 UPDATE offload_jobs SET checkpoint = :value, updated_at = :now
 WHERE id = :id AND attempt = :attempt AND status = 'running'
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
 RETURNING id
 
 -- name: job_finish
@@ -74,6 +77,7 @@ SET status = :status, result = :result,
     finished_at = CASE WHEN :status IN ({terminal}) THEN :now END,
     lease_expires_at = NULL, worker_id = NULL, updated_at = :now, event_seq = event_seq + 1
 WHERE id = :id AND attempt = :attempt AND status = 'running'
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
 RETURNING id, event_seq, status, attempt, run_at
 
 -- name: job_release
@@ -81,6 +85,7 @@ UPDATE offload_jobs
 SET status = 'queued', max_attempts = max_attempts + 1, run_at = :now,
     lease_expires_at = NULL, worker_id = NULL, updated_at = :now, event_seq = event_seq + 1
 WHERE id = :id AND attempt = :attempt AND status = 'running'
+  AND (:worker_id IS NULL OR worker_id = :worker_id)
 RETURNING id, event_seq, status, attempt
 
 -- name: jobs_reap_expired
@@ -158,3 +163,29 @@ SELECT n.name,
            AS oldest_waiting_at
 FROM names n LEFT JOIN offload_queues q ON q.name = n.name
 ORDER BY n.name
+
+-- name: key_insert
+INSERT INTO offload_api_keys (id, key_hash, tenant, role, name, created_at)
+VALUES (:id, :key_hash, :tenant, :role, :name, :now)
+RETURNING id, tenant, role, name, created_at, revoked_at
+
+-- name: key_get_by_hash
+SELECT id, tenant, role, name, created_at, revoked_at FROM offload_api_keys
+WHERE key_hash = :key_hash
+
+-- name: key_list
+SELECT id, tenant, role, name, created_at, revoked_at FROM offload_api_keys
+ORDER BY created_at, id
+
+-- name: key_revoke
+UPDATE offload_api_keys SET revoked_at = coalesce(revoked_at, :now) WHERE id = :id
+RETURNING id, tenant, role, name, created_at, revoked_at
+
+-- name: job_discard
+UPDATE offload_jobs
+SET discarded_at = :now, updated_at = :now, event_seq = event_seq + 1
+WHERE id = :id AND status = 'failed' AND (discarded_at IS NULL OR discarded_at < finished_at)
+RETURNING *
+
+-- name: queue_depth
+SELECT count(*) FROM offload_jobs WHERE queue = :name AND status IN ({claimable})
