@@ -26,7 +26,9 @@ def best_peer(results: list[SystemResult], metric: str) -> float | None:
     values = [
         m
         for r in results
-        if not r.reference and not r.name.startswith("offload") and (m := median(r, metric)) is not None
+        if not r.reference
+        and not r.name.startswith("offload")
+        and (m := median(r, metric)) is not None
     ]
     if not values:
         return None
