@@ -28,9 +28,8 @@ CHUNK = 10_000
 
 
 def make_app(database_url: str, queue: str) -> Any:
-    from pydantic import BaseModel
-
     from offload import Context, Offload
+    from pydantic import BaseModel
 
     class BenchInput(BaseModel):
         phase: str

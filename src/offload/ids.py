@@ -1,23 +1,43 @@
 """Job ids: UUID version 7 (RFC 9562), time-ordered so that new rows land at the end of the
-primary-key index instead of at random pages. Python 3.11 has no ``uuid.uuid7``; the layout is
-twelve lines, so we build it here rather than add a dependency."""
+primary-key index instead of at random pages, and so that ordering by id is ordering by
+creation. Python 3.11 has no ``uuid.uuid7``; the layout is a few lines, so we build it here
+rather than add a dependency."""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 
+_lock = threading.Lock()
+_last_millis = 0
+_counter = 0
+
 
 def uuid7() -> uuid.UUID:
-    """A new random UUIDv7: 48 bits of Unix milliseconds, version, 74 random bits."""
-    millis = time.time_ns() // 1_000_000
+    """A new UUIDv7: 48 bits of Unix milliseconds, a 12-bit counter, 62 random bits.
+
+    Ids made by one process are strictly increasing: within one millisecond the counter
+    (``rand_a``, RFC 9562 method 1) counts up from a random start.
+    """
+    global _last_millis, _counter
     rand = int.from_bytes(os.urandom(10), "big")
+    with _lock:
+        millis = time.time_ns() // 1_000_000
+        if millis > _last_millis:
+            _last_millis, _counter = millis, (rand >> 64) & 0x7FF  # leave headroom to count
+        else:
+            _counter += 1
+            if _counter > 0xFFF:  # more than ~2,000 ids this millisecond: borrow the next one
+                _last_millis, _counter = _last_millis + 1, 0
+            millis = _last_millis
+        counter = _counter
     value = (millis & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76  # version 7
-    value |= ((rand >> 62) & 0xFFF) << 64  # 12 random bits (rand_a)
+    value |= counter << 64
     value |= 0b10 << 62  # RFC 4122 variant
-    value |= rand & 0x3FFF_FFFF_FFFF_FFFF  # 62 random bits (rand_b)
+    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
     return uuid.UUID(int=value)
 
 

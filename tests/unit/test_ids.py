@@ -43,3 +43,11 @@ def test_parse_job_id_accepts_uuids_and_their_strings_and_rejects_the_rest():
     assert parse_job_id(str(value)) == value
     assert parse_job_id("not-a-uuid") is None
     assert parse_job_id("42") is None
+
+
+def test_ids_made_in_a_burst_are_strictly_increasing() -> None:
+    from offload.ids import uuid7
+
+    ids = [uuid7() for _ in range(20_000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids[:100])

@@ -218,7 +218,9 @@ class Store(abc.ABC):
         limit: int = 50,
         after: tuple[datetime, uuid.UUID] | None = None,
     ) -> list[Job]:
-        """Newest first; ``after`` is the (created_at, id) of the last job of the previous page."""
+        """Newest first (by id: UUIDv7 ids are time-ordered, and the primary key serves the
+        order without an index of its own); ``after`` is the (created_at, id) of the last job
+        of the previous page, of which the id decides."""
 
     @abc.abstractmethod
     async def job_events(self, job_id: uuid.UUID, after_seq: int = 0) -> list[JobEvent]: ...

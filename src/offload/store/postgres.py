@@ -33,6 +33,11 @@ from .base import (
 from .queries import load_migrations, load_queries
 
 Q = load_queries("postgres")
+_COPY_JOB_COLUMNS = [
+    "id", "type", "queue", "priority", "status", "input", "max_attempts", "run_at", "owner",
+    "created_at", "updated_at",
+]  # fmt: skip
+_COPY_EVENT_COLUMNS = ["job_id", "seq", "type", "status", "attempt", "created_at"]
 _MIGRATION_LOCK = 0x0FF10AD  # advisory lock key: one migrator at a time
 
 
@@ -40,8 +45,23 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _jsonb_encode(value: Any) -> bytes:
+    return b"\x01" + _dumps(value).encode()  # jsonb's binary format: version 1, then the text
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+    # Binary, so that COPY (bulk submits) can carry jsonb too.
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_jsonb_encode,
+        decoder=_jsonb_decode,
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 class PostgresStore(Store):
@@ -177,33 +197,33 @@ class PostgresStore(Store):
             return Job.from_row(row), False
 
     async def job_insert_many(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Binary ``COPY`` into the jobs table and the event log: several times faster than a
+        multi-row INSERT, and the snapshots are built here instead of read back."""
         if not jobs:
             return []
-        columns: list[list[Any]] = [[] for _ in range(9)]
-        for job in jobs:
-            status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
-            for column, value in zip(
-                columns,
-                (
-                    job.id,
-                    job.type,
-                    job.queue,
-                    job.priority,
-                    status.value,
-                    _dumps(job.input),
-                    job.max_attempts,
-                    max(job.delay, 0.0),
-                    job.owner,
-                ),
-                strict=True,
-            ):
-                column.append(value)
         queues = sorted({j.queue for j in jobs if j.delay <= 0})
         async with self.pool.acquire() as conn, conn.transaction():
-            now = await conn.fetchval(Q["job_insert_many"], *columns)
+            now = await conn.fetchval("SELECT now()")
+            snapshots = [inserted_job(job, now) for job in jobs]
+            await conn.copy_records_to_table(
+                "offload_jobs",
+                columns=_COPY_JOB_COLUMNS,
+                records=[
+                    (j.id, j.type, j.queue, j.priority, j.status.value, j.input, j.max_attempts,
+                     j.run_at, j.owner, now, now)
+                    for j in snapshots
+                ],
+            )  # fmt: skip
+            await conn.copy_records_to_table(
+                "offload_job_events",
+                columns=_COPY_EVENT_COLUMNS,
+                records=[
+                    (j.id, 1, f"job.{j.status.value}", j.status.value, 0, now) for j in snapshots
+                ],
+            )
             if queues:
                 await conn.execute(Q["notify_jobs"], queues)
-        return [inserted_job(job, now) for job in jobs]
+        return snapshots
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -220,13 +240,13 @@ class PostgresStore(Store):
     ) -> list[Job]:
         clauses, args = _filter_sql(where)
         if after is not None:
-            args += [after[0], after[1]]
-            clauses.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+            args.append(after[1])
+            clauses.append(f"id < ${len(args)}")
         sql = "SELECT * FROM offload_jobs"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         args.append(limit)
-        sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}"
+        sql += f" ORDER BY id DESC LIMIT ${len(args)}"
         return [Job.from_row(r) for r in await self.pool.fetch(sql, *args)]
 
     async def job_events(self, job_id: uuid.UUID, after_seq: int = 0) -> list[JobEvent]:

@@ -277,13 +277,12 @@ class SQLiteStore(Store):
     ) -> list[Job]:
         clauses, args = _filter_sql(where)
         if after is not None:
-            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            stamp = after[0].timestamp()
-            args += [stamp, stamp, str(after[1])]
+            clauses.append("id < ?")
+            args.append(str(after[1]))
         sql = "SELECT * FROM offload_jobs"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
 
         def run(conn: sqlite3.Connection, now: float) -> list[Job]:

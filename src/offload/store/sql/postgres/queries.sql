@@ -14,24 +14,6 @@ WITH job AS (
 SELECT job.*, CASE WHEN job.status = 'queued' THEN pg_notify('offload_jobs', job.queue) END
 FROM job
 
--- name: job_insert_many
--- Returns only the transaction's timestamp: the caller builds the snapshots it already knows.
-WITH v AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
-                         $7::int[], $8::float8[], $9::text[])
-        AS v(id, type, queue, priority, status, input, max_attempts, delay, owner)
-), job AS (
-    INSERT INTO offload_jobs (id, type, queue, priority, status, input, max_attempts, run_at,
-                              owner, created_at, updated_at)
-    SELECT id, type, queue, priority, status, input::jsonb, max_attempts,
-           now() + make_interval(secs => delay), owner, now(), now()
-    FROM v
-), event AS (
-    INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
-    SELECT id, 1, 'job.' || status, status, 0, NULL, now() FROM v
-)
-SELECT now()
-
 -- name: notify_jobs
 SELECT pg_notify('offload_jobs', q) FROM unnest($1::text[]) AS q
 

@@ -37,7 +37,6 @@ CREATE TABLE offload_jobs (
 CREATE INDEX offload_jobs_waiting ON offload_jobs (priority DESC, run_at, id)
     WHERE status IN ('queued','retrying','scheduled');
 CREATE INDEX offload_jobs_leases ON offload_jobs (lease_expires_at) WHERE status = 'running';
-CREATE INDEX offload_jobs_created ON offload_jobs (created_at DESC, id DESC);
 CREATE INDEX offload_jobs_failed ON offload_jobs (finished_at DESC) WHERE status = 'failed';
 
 -- No foreign key to offload_jobs: its check would cost a lookup per event on the hot path, and
