@@ -64,6 +64,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    return None
+
+
 class PostgresStore(Store):
     supports_push = True
 
@@ -88,6 +92,10 @@ class PostgresStore(Store):
                 min_size=self._min_size,
                 max_size=self._max_size,
                 init=_init_connection,
+                # asyncpg resets a connection (RESET ALL, UNLISTEN *, …) on every release: one
+                # more round trip per query. Nothing here leaves session state behind (LISTEN
+                # has its own connection, advisory locks are transaction-scoped), so skip it.
+                reset=_keep_session,
                 timeout=10,
                 # A queue table's statistics are always stale (it churns); with them the planner
                 # may pick a bitmap scan and sort every waiting row to claim 100. An ordered
