@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import HeartbeatResult, JobFilter, Lease, NewJob, Outcome, QueueInfo, Store
+from .base import ApiKey, HeartbeatResult, JobFilter, Lease, NewJob, Outcome, QueueInfo, Store
 
 
 def open_store(url: str) -> Store:
@@ -22,6 +22,7 @@ def open_store(url: str) -> Store:
 
 
 __all__ = [
+    "ApiKey",
     "HeartbeatResult",
     "JobFilter",
     "Lease",

@@ -1,0 +1,144 @@
+"""What every route shares: the app, its settings and limiters, and who is calling."""
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..app import Offload
+from ..jobs import Job
+from ..store import Store
+from .auth import Authenticator, Principal
+from .limits import QueueLimiter, RateLimiter
+from .problems import Problem
+from .settings import ApiSettings
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An offload API key: `Authorization: Bearer ofk_…` (`offload keys create`).",
+)
+
+
+@dataclass
+class ApiState:
+    offload: Offload
+    settings: ApiSettings
+    auth: Authenticator = field(init=False)
+    rate: RateLimiter = field(init=False)
+    queues: QueueLimiter = field(init=False)
+    inflight: set[tuple[str, str]] = field(default_factory=set)
+    """Idempotency keys (tenant, key) whose first request this process is still answering."""
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.auth = Authenticator(self.offload.store, s.key_cache_seconds)
+        self.rate = RateLimiter(s.rate_limit, s.rate_burst)
+        self.queues = QueueLimiter(s.queue_limit, s.queue_depth_cache_seconds)
+
+    async def store(self) -> Store:
+        return await self.offload.store()
+
+    async def visible_job(self, principal: Principal, job_id: uuid.UUID) -> Job:
+        """The job if the caller may see it; otherwise 404, the same as for no job at all."""
+        job = await (await self.store()).job_get(job_id)
+        if job is None or not principal.sees(job.owner):
+            raise Problem(404, "job_not_found", f"no job {job_id}")
+        return job
+
+    async def wait_for(
+        self,
+        job_id: uuid.UUID,
+        done: Callable[[Job], bool],
+        seconds: float,
+    ) -> Job | None:
+        """Re-read the job every ``wait_poll_interval`` until ``done(job)`` or ``seconds``
+        passed; the last job read (None if it vanished)."""
+        store = await self.store()
+        deadline = time.monotonic() + seconds
+        while True:
+            job = await store.job_get(job_id)
+            if job is None or done(job):
+                return job
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return job
+            await asyncio.sleep(min(self.settings.wait_poll_interval, left))
+
+    def location(self, request: Request, job_id: uuid.UUID) -> str:
+        path = request.app.url_path_for("get_job", job_id=str(job_id))
+        if self.settings.public_url:
+            return self.settings.public_url + path
+        return str(path.make_absolute_url(request.base_url))
+
+
+def principal_dependency(state: ApiState) -> Callable[..., Awaitable[Principal]]:
+    async def principal(
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> Principal:
+        caller = await state.auth.authenticate(request.headers.get("authorization"))
+        state.rate.check(caller.key_id)
+        return caller
+
+    return principal
+
+
+def writer_dependency(state: ApiState) -> Callable[..., Awaitable[Principal]]:
+    async def writer(
+        caller: Annotated[Principal, Depends(principal_dependency(state))],
+    ) -> Principal:
+        if not caller.may_write:
+            raise Problem(403, "forbidden", f"the {caller.role} role cannot change anything")
+        return caller
+
+    return writer
+
+
+def admin_dependency(state: ApiState) -> Callable[..., Awaitable[Principal]]:
+    async def admin(
+        caller: Annotated[Principal, Depends(principal_dependency(state))],
+    ) -> Principal:
+        if not caller.is_admin:
+            raise Problem(403, "forbidden", "this needs an admin key")
+        return caller
+
+    return admin
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, status, headers=headers, media_type="application/json")
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return etag in tags
+
+
+def check_text(value: Any, what: str) -> None:
+    """Refuse text the database cannot store (NUL characters, lone surrogates) as a 422
+    instead of letting it fail deep in a driver."""
+    text = json.dumps(value, ensure_ascii=False)
+    if "\\u0000" in text or "\x00" in text:
+        raise Problem(422, "validation_failed", f"{what} may not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Problem(422, "validation_failed", f"{what} is not valid Unicode text") from None
