@@ -27,6 +27,8 @@ cli = typer.Typer(
 queues_cli = typer.Typer(help="Inspect, pause and resume queues.", no_args_is_help=True)
 dlq_cli = typer.Typer(help="The dead-letter list: jobs that failed for good.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
 cli.add_typer(queues_cli, name="queues")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(db_cli, name="db")
@@ -98,6 +100,8 @@ def worker(
         app,
         "--concurrency",
         str(concurrency),
+        "--prefetch",
+        str(prefetch),
         "--processes",
         str(processes),
         "--grace",
@@ -107,6 +111,88 @@ def worker(
         args += ["--queues", queues]
     # Replace this process with the lean worker entry point: a worker carries no CLI toolkit.
     os.execv(sys.executable, args)
+
+
+@cli.command()
+def serve(
+    app: Annotated[str, typer.Option("--app", envvar="OFFLOAD_APP", help="MODULE:ATTR")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    inline_workers: Annotated[
+        int, typer.Option(min=0, help="Also run jobs in this process, N at once.")
+    ] = 0,
+    log_level: Annotated[str, typer.Option(envvar="OFFLOAD_LOG_LEVEL")] = "info",
+) -> None:
+    """Serve the HTTP API (FastAPI on uvicorn); docs at /docs."""
+    import uvicorn
+
+    from .api import create_app
+
+    api = create_app(_need_app(app), inline_workers=inline_workers)
+    uvicorn.run(api, host=host, port=port, log_level=log_level.lower(), proxy_headers=True)
+
+
+@keys_cli.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Whose jobs the key reaches.")],
+    role: Annotated[str, typer.Option(help="client, viewer or admin.")] = "client",
+    name: Annotated[str | None, typer.Option(help="A note: who or what uses it.")] = None,
+    app: AppOption = None,
+) -> None:
+    """Create an API key and print it, alone on stdout: it is shown this once."""
+    from .api import create_key
+
+    if role not in ("client", "viewer", "admin"):
+        err.print(f"[red]error:[/red] --role must be client, viewer or admin, not {role!r}")
+        raise typer.Exit(2)
+    offload = _app(app)
+
+    async def go() -> tuple[Any, str]:
+        async with offload:
+            return await create_key(await offload.store(), tenant, role, name)
+
+    key, secret = _run(go())
+    err.print(f"created {key.id} ({key.role}, tenant {key.tenant}); store the key now")
+    print(secret)
+
+
+@keys_cli.command("list")
+def keys_list(app: AppOption = None) -> None:
+    """API keys (never the secrets)."""
+    offload = _app(app)
+
+    async def go() -> list[Any]:
+        async with offload:
+            return await (await offload.store()).key_list()
+
+    table = Table("id", "tenant", "role", "name", "created", "revoked")
+    for k in _run(go()):
+        table.add_row(
+            k.id,
+            k.tenant,
+            k.role,
+            k.name or "",
+            k.created_at.isoformat(timespec="seconds"),
+            k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+        )
+    out.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID")], app: AppOption = None
+) -> None:
+    """Revoke a key; API processes stop accepting it within their key cache time (5 s)."""
+    offload = _app(app)
+
+    async def go() -> Any:
+        async with offload:
+            return await (await offload.store()).key_revoke(key_id)
+
+    if _run(go()) is None:
+        err.print(f"[red]error:[/red] no key {key_id}")
+        raise typer.Exit(1)
+    out.print(f"{key_id} revoked")
 
 
 @cli.command()

@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             args.app,
             "--concurrency",
             str(args.concurrency),
+            "--prefetch",
+            str(args.prefetch),
             "--grace",
             str(args.grace),
             "--log-level",
