@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -332,6 +332,13 @@ class Store(abc.ABC):
         """Revoke (idempotent); None if there is no such key."""
 
     # -- wake-ups ---------------------------------------------------------------------------------
+
+    async def listen(self) -> None:  # noqa: B027 - optional: only some databases push
+        """Start push wake-ups (new jobs, cancel requests) where the database has them."""
+
+    def on_cancel_requested(self, callback: Callable[[uuid.UUID], None]) -> None:  # noqa: B027
+        """Call ``callback(job_id)`` the moment a cancel is requested, where the database can
+        push; elsewhere workers learn of it at their next heartbeat."""
 
     async def wait_for_jobs(self, timeout: float) -> None:
         """Return when new work may be due, or after ``timeout``. Stores without push sleep."""

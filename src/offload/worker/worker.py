@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ..app import Offload
 from ..context import Context
 from ..jobs import Job, JobStatus
+from ..registry import JobSpec
 from ..store import Lease, Outcome, Store
 from .executor import AttemptAbandoned, canceled, run_attempt
 
@@ -98,10 +99,8 @@ class Worker:
 
     async def run(self) -> None:
         store = self._store = await self.app.store()
-        listen = getattr(store, "listen", None)
-        if listen is not None:
-            await listen()
-            store.on_cancel_requested(self._on_cancel_requested)  # type: ignore[attr-defined]
+        await store.listen()
+        store.on_cancel_requested(self._on_cancel_requested)
         completer = asyncio.create_task(self._supervised("completer", self._complete_forever))
         side_tasks = [
             asyncio.create_task(self._supervised("heartbeat", self._heartbeat_forever)),
@@ -219,9 +218,9 @@ class Worker:
         task = asyncio.create_task(self._execute(job, spec, ctx), name=f"job-{job.id}")
         self._active[job.id] = _Active(job, ctx, task)
 
-    async def _execute(self, job: Job, spec: object, ctx: Context) -> None:
+    async def _execute(self, job: Job, spec: JobSpec, ctx: Context) -> None:
         try:
-            outcome = await run_attempt(job, spec, ctx, self._threads, self._uniform)  # type: ignore[arg-type]
+            outcome = await run_attempt(job, spec, ctx, self._threads, self._uniform)
         except AttemptAbandoned:
             log.warning(
                 "job %s attempt %d lost its lease; its result is discarded", job.id, job.attempt
