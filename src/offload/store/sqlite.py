@@ -150,7 +150,7 @@ class SQLiteStore(Store):
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
             # NORMAL in WAL mode survives a process crash (only an OS crash may lose the last
             # commits), which is the trade every embedded queue makes for speed.
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -713,6 +713,21 @@ def _api_key(row: sqlite3.Row) -> ApiKey:
         created_at=_time(row["created_at"]),  # type: ignore[arg-type]
         revoked_at=_time(row["revoked_at"]),
     )
+
+
+def _enable_wal(conn: sqlite3.Connection, deadline: float = 30.0) -> None:
+    """Switch the file to WAL (persistent, so usually already done). Several processes opening
+    a new file at once race for the switch, and SQLite answers "locked" at once instead of
+    waiting on its busy handler there: retry until the deadline."""
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+        time.sleep(0.01)
 
 
 def _statements(script: str) -> list[str]:
