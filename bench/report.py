@@ -120,6 +120,32 @@ def print_table(results: list[SystemResult], title: str) -> None:
     )
 
 
+def markdown_table(results: list[SystemResult]) -> str:
+    """The same table as GitHub-flavoured Markdown, for docs/benchmarks.md."""
+    head = ["system"] + [f"{m} ({METRICS[m][0]} {'↑' if METRICS[m][1] else '↓'})" for m in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [f"**{r.name}**<br>{r.backend}{' · raw ref' if r.reference else ''}"]
+        for metric in COLUMNS:
+            values = r.values.get(metric)
+            if not values:
+                cells.append(r.notes.get(metric, "—") if r.status == "ok" else "—")
+                continue
+            text = _fmt(statistics.median(values))
+            if len(values) > 1:
+                text += f"<br>({_fmt(min(values))}–{_fmt(max(values))})"
+            rat = ratios(results, r, metric)
+            parts = [f"{_ratio(rat['best_peer'])}×peer"] if "best_peer" in rat else []
+            parts += [f"{_ratio(v)}×raw" for k, v in rat.items() if k != "best_peer"]
+            if parts:
+                text += "<br>" + " ".join(parts)
+            cells.append(text)
+        if r.status != "ok" and not r.values:
+            cells[1] = f"{r.status}: {r.reason}"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def to_json(results: list[SystemResult], meta: dict[str, Any]) -> dict[str, Any]:
     systems = []
     for r in results:

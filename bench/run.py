@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, help="measurements per scenario (default 3, quick 1)")
     p.add_argument("--json", default="docs/bench-results.json", help="raw results file")
     p.add_argument("--chart", default="docs/bench-chart.png", help="PNG chart ('' to skip)")
+    p.add_argument("--markdown", default="", help="also write the table as Markdown here")
     args = p.parse_args(argv)
     args.names = [n.strip() for n in args.only.split(",")] if args.only else list(SYSTEMS)
     unknown = [n for n in args.names if n not in SYSTEMS]
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(os.path.dirname(args.chart) or ".", exist_ok=True)
         report.render_chart(results, args.chart, title)
         log(f"chart: {args.chart}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"{title}\n\n{report.markdown_table(results)}")
+        log(f"markdown: {args.markdown}")
     log(f"total {time.time() - started:.0f} s")
     return 0
 
