@@ -117,6 +117,18 @@ class SQLiteStore(Store):
             raise RuntimeError("store is not connected; await store.connect() first")
         return self._conn
 
+    def _log(
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        row: sqlite3.Row,
+        type_: str,
+        status: str,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Append the event for a change just made to ``row`` (id, event_seq, attempt)."""
+        self._event(conn, now, row["id"], row["event_seq"], type_, status, row["attempt"], data)
+
     @staticmethod
     def _event(
         conn: sqlite3.Connection,
@@ -332,9 +344,7 @@ class SQLiteStore(Store):
                 },
             ).fetchall()
             for r in rows:
-                self._event(
-                    conn, now, r["id"], r["event_seq"], "job.running", "running", r["attempt"]
-                )
+                self._log(conn, now, r, "job.running", "running")
             return [_job(r) for r in rows]
 
         jobs = await self._tx(run)
@@ -389,15 +399,8 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is None:
                 return False
-            self._event(
-                conn,
-                now,
-                row["id"],
-                row["event_seq"],
-                "job.progress",
-                "running",
-                attempt,
-                {"percent": percent, "message": message},
+            self._log(
+                conn, now, row, "job.progress", "running", {"percent": percent, "message": message}
             )
             return True
 
@@ -450,16 +453,7 @@ class SQLiteStore(Store):
                     data = {"error": {"code": o.error_code, "message": o.error_message}}
                     if o.status is JobStatus.RETRYING:
                         data["retry_at"] = _time(row["run_at"]).isoformat()  # type: ignore[union-attr]
-                self._event(
-                    conn,
-                    now,
-                    row["id"],
-                    row["event_seq"],
-                    f"job.{o.status.value}",
-                    o.status.value,
-                    o.attempt,
-                    data,
-                )
+                self._log(conn, now, row, f"job.{o.status.value}", o.status.value, data)
                 written.append(o.job_id)
             return written
 
@@ -478,16 +472,7 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is None:
                 return False
-            self._event(
-                conn,
-                now,
-                row["id"],
-                row["event_seq"],
-                "job.queued",
-                "queued",
-                lease.attempt,
-                {"reason": reason},
-            )
+            self._log(conn, now, row, "job.queued", "queued", {"reason": reason})
             return True
 
         return await self._tx(run)
@@ -498,14 +483,12 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection, now: float) -> int:
             rows = conn.execute(Q["jobs_reap_expired"], {"now": now, "limit": limit}).fetchall()
             for r in rows:
-                self._event(
+                self._log(
                     conn,
                     now,
-                    r["id"],
-                    r["event_seq"],
+                    r,
                     f"job.{r['status']}",
                     r["status"],
-                    r["attempt"],
                     {"error": {"code": r["error_code"], "message": r["error_message"]}},
                 )
             return len(rows)
@@ -516,9 +499,7 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection, now: float) -> int:
             rows = conn.execute(Q["jobs_promote_due"], {"now": now, "limit": limit}).fetchall()
             for r in rows:
-                self._event(
-                    conn, now, r["id"], r["event_seq"], "job.queued", "queued", r["attempt"]
-                )
+                self._log(conn, now, r, "job.queued", "queued")
             return len(rows)
 
         return await self._tx(run)
@@ -530,29 +511,11 @@ class SQLiteStore(Store):
             params = {"id": str(job_id), "now": now}
             row = conn.execute(Q["job_cancel_waiting"], params).fetchone()
             if row is not None:
-                self._event(
-                    conn,
-                    now,
-                    row["id"],
-                    row["event_seq"],
-                    "job.canceled",
-                    "canceled",
-                    row["attempt"],
-                    {"actor": actor},
-                )
+                self._log(conn, now, row, "job.canceled", "canceled", {"actor": actor})
                 return _job(row)
             row = conn.execute(Q["job_cancel_running"], params).fetchone()
             if row is not None:
-                self._event(
-                    conn,
-                    now,
-                    row["id"],
-                    row["event_seq"],
-                    "job.cancel_requested",
-                    "running",
-                    row["attempt"],
-                    {"actor": actor},
-                )
+                self._log(conn, now, row, "job.cancel_requested", "running", {"actor": actor})
                 return _job(row)
             row = conn.execute(Q["job_get"], params).fetchone()
             if row is None:
@@ -578,14 +541,12 @@ class SQLiteStore(Store):
                 },
             ).fetchone()
             if row is not None:
-                self._event(
+                self._log(
                     conn,
                     now,
-                    row["id"],
-                    row["event_seq"],
+                    row,
                     "job.queued",
                     "queued",
-                    row["attempt"],
                     {"action": "replay", "actor": actor, "input_changed": new_input is not None},
                 )
                 return _job(row)
@@ -628,15 +589,8 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection, now: float) -> Job | None:
             row = conn.execute(Q["job_discard"], {"id": str(job_id), "now": now}).fetchone()
             if row is not None:
-                self._event(
-                    conn,
-                    now,
-                    row["id"],
-                    row["event_seq"],
-                    "job.discarded",
-                    "failed",
-                    row["attempt"],
-                    {"action": "discard", "actor": actor},
+                self._log(
+                    conn, now, row, "job.discarded", "failed", {"action": "discard", "actor": actor}
                 )
                 return _job(row)
             current = conn.execute(Q["job_get"], {"id": str(job_id)}).fetchone()
