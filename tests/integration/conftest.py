@@ -1,3 +1,4 @@
+from tests.integration.private_postgres import private_postgres
 from tests.integration.workers import workers
 
-__all__ = ["workers"]
+__all__ = ["private_postgres", "workers"]
