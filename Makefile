@@ -26,12 +26,19 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
+# wrk drives the HTTP scenarios (bench/http.py); without it they are skipped with the reason.
+WRK_INSTALL = command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 \
+	|| (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
+	|| echo "bench: wrk could not be installed; the HTTP wrk scenarios will be skipped"
+
 bench: $(STAMP)
 	bash bench/bootstrap.sh
+	@$(WRK_INSTALL)
 	.venv-bench/bin/python -m bench.run --chart docs/bench-chart.png
 
 bench-quick: $(STAMP)
 	bash bench/bootstrap.sh
+	@$(WRK_INSTALL)
 	.venv-bench/bin/python -m bench.run --quick
 
 clean:

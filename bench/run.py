@@ -20,6 +20,7 @@ from dataclasses import asdict
 import redis
 from rich.console import Console
 
+from bench import http as bench_http
 from bench import infra, report
 from bench.scenarios import FULL, QUICK, SystemResult, run_system
 from bench.systems import SYSTEMS, load_system
@@ -40,8 +41,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", default="docs/bench-results.json", help="raw results file")
     p.add_argument("--chart", default="docs/bench-chart.png", help="PNG chart ('' to skip)")
     p.add_argument("--markdown", default="", help="also write the table as Markdown here")
+    http = p.add_mutually_exclusive_group()
+    http.add_argument(
+        "--no-http", action="store_true", help="skip the HTTP scenarios (offload over HTTP)"
+    )
+    http.add_argument(
+        "--http-only", action="store_true", help="run only the HTTP scenarios (implies offload)"
+    )
     args = p.parse_args(argv)
     args.names = [n.strip() for n in args.only.split(",")] if args.only else list(SYSTEMS)
+    if args.http_only:
+        args.names = []
     unknown = [n for n in args.names if n not in SYSTEMS]
     if unknown:
         p.error(f"unknown system(s): {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
@@ -52,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> list[SystemResult]:
+def run(args: argparse.Namespace) -> tuple[list[SystemResult], bench_http.HttpResult | None]:
     sizes = QUICK if args.quick else FULL
     run_id = secrets.token_hex(4)
     workdir = infra.make_workdir(run_id)
@@ -104,7 +114,17 @@ def run(args: argparse.Namespace) -> list[SystemResult]:
         log(f"{name}: {result.status} in {time.monotonic() - t0:.1f} s")
         results.append(result)
         recorder.flushdb()  # counters of finished systems are no longer needed
-    return results
+
+    # offload over HTTP: after the queue scenarios, offload only (the peers have no HTTP API).
+    http_result = None
+    if args.http_only or ("offload" in args.names and not args.no_http):
+        if pg_error:
+            http_result = bench_http.HttpResult(status="failed", reason=pg_error)
+        else:
+            t0 = time.monotonic()
+            http_result = bench_http.run_http(run_id, workdir, args.quick, args.repeat, log)
+            log(f"offload over HTTP: {http_result.status} in {time.monotonic() - t0:.1f} s")
+    return results, http_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     infra.install_signal_handlers()
     started = time.time()
     try:
-        results = run(args)
+        results, http_result = run(args)
     except KeyboardInterrupt:
         console.print("[red]interrupted; cleaning up[/red]")
         return 130
@@ -124,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         f"offload bench — {'quick' if args.quick else 'full'}, {args.repeat} repeat(s), "
         f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    report.print_table(results, title)
+    if results:
+        report.print_table(results, title)
+    if http_result is not None:
+        bench_http.print_table(http_result, title)
     meta = {
         "started": started,
         "duration_s": time.time() - started,
@@ -136,15 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
     }
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    report.write_json(args.json, report.to_json(results, meta))
+    data = report.to_json(results, meta)
+    if http_result is not None:
+        data["http"] = bench_http.to_json(http_result)
+    report.write_json(args.json, data)
     log(f"raw results: {args.json}")
-    if args.chart:
+    if args.chart and results:
         os.makedirs(os.path.dirname(args.chart) or ".", exist_ok=True)
         report.render_chart(results, args.chart, title)
         log(f"chart: {args.chart}")
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(f"{title}\n\n{report.markdown_table(results)}")
+            f.write(f"{title}\n\n")
+            if results:
+                f.write(report.markdown_table(results))
+            if http_result is not None:
+                f.write(f"\n{bench_http.markdown_table(http_result)}")
         log(f"markdown: {args.markdown}")
     log(f"total {time.time() - started:.0f} s")
     return 0
