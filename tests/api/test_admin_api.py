@@ -30,7 +30,7 @@ ADMIN_ROUTES = [
     ("GET", "/v1/admin/dead-letters", None),
     ("GET", "/v1/admin/dead-letters/{id}", None),
     ("POST", "/v1/admin/dead-letters/{id}/replay", {}),
-    ("POST", "/v1/admin/dead-letters/replay", {"dry_run": True}),
+    ("POST", "/v1/admin/dead-letters:replay", {"dry_run": True}),
     ("POST", "/v1/admin/dead-letters/{id}/discard", None),
     ("GET", "/v1/admin/queues", None),
     ("POST", "/v1/admin/queues/echo/pause", None),
@@ -107,14 +107,14 @@ async def test_replay_many_counts_first_then_replays_what_matches(api_with_worke
         for _ in range(3):
             await dead_letter(api_with_workers, c)
         dry = await a.post(
-            "/v1/admin/dead-letters/replay", json={"filter": {"type": "api.fixable"}}
+            "/v1/admin/dead-letters:replay", json={"filter": {"type": "api.fixable"}}
         )
         none = await a.post(
-            "/v1/admin/dead-letters/replay",
+            "/v1/admin/dead-letters:replay",
             json={"filter": {"type": "api.echo"}, "dry_run": False},
         )
         real = await a.post(
-            "/v1/admin/dead-letters/replay",
+            "/v1/admin/dead-letters:replay",
             json={"filter": {"error_code": "permanent_error"}, "dry_run": False},
         )
     assert dry.json() == {"dry_run": True, "matched": 3, "replayed": 0, "job_ids": []}

@@ -212,8 +212,11 @@ async def handle(request: Request, exc: Exception) -> Response:
 
 
 def allowed_methods(openapi: dict[str, Any], path: str) -> list[str]:
+    paths = openapi.get("paths", {})
+    if path in paths:  # a literal path wins over templates, as in routing
+        return sorted(m.upper() for m in paths[path] if m.isalpha())
     found: set[str] = set()
-    for template, operations in openapi.get("paths", {}).items():
+    for template, operations in paths.items():
         pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, path):
             found |= {m.upper() for m in operations if m.isalpha()}
@@ -268,11 +271,12 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the problems a route may answer."""
+    """OpenAPI ``responses`` entries for the problems a route may answer (and 400 and 413,
+    which any route may answer to a malformed or oversized request)."""
     return {
         status: {
             "description": HTTPStatus(status).phrase,
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        for status in statuses
+        for status in sorted({400, 413, *statuses})
     }

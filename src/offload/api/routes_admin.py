@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from ..errors import IllegalTransition
 from ..jobs import Job, JobStatus
@@ -26,6 +25,7 @@ from .schemas import (
     ReplayManyRequest,
     ReplayManyResult,
     ReplayRequest,
+    Timestamp,
     admin_job_json,
     decode_cursor,
     encode_cursor,
@@ -70,10 +70,12 @@ def admin_router(state: ApiState) -> APIRouter:
         type: Text = None,
         tenant: Text = None,
         queue: Text = None,
-        created_after: AwareDatetime | None = None,
-        created_before: AwareDatetime | None = None,
+        created_after: Timestamp | None = None,
+        created_before: Timestamp | None = None,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-        page_token: Annotated[str | None, Query(max_length=500)] = None,
+        page_token: Annotated[
+            uuid.UUID | None, Query(description="next_page_token of the previous page.")
+        ] = None,
     ) -> Response:
         where = JobFilter(
             status=status or None,
@@ -109,10 +111,12 @@ def admin_router(state: ApiState) -> APIRouter:
         type: Text = None,
         error_code: Text = None,
         tenant: Text = None,
-        failed_after: AwareDatetime | None = None,
-        failed_before: AwareDatetime | None = None,
+        failed_after: Timestamp | None = None,
+        failed_before: Timestamp | None = None,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-        page_token: Annotated[str | None, Query(max_length=500)] = None,
+        page_token: Annotated[
+            uuid.UUID | None, Query(description="next_page_token of the previous page.")
+        ] = None,
     ) -> Response:
         where = JobFilter(
             status=[JobStatus.FAILED],
@@ -158,7 +162,7 @@ def admin_router(state: ApiState) -> APIRouter:
         return json_response(admin_job_json(job))
 
     @router.post(
-        "/dead-letters/replay",
+        "/dead-letters:replay",
         response_model=ReplayManyResult,
         summary="Replay the dead letters matching a filter (dry run by default)",
         responses=problem_responses(*COMMON, 422),
@@ -275,11 +279,13 @@ def admin_router(state: ApiState) -> APIRouter:
         "/keys/{key_id}/revoke",
         response_model=KeyOut,
         summary="Revoke an API key (at once in this process)",
-        responses=problem_responses(*COMMON, 404, 422),
+        responses=problem_responses(*COMMON, 404, 409, 422),
     )
     async def revoke_api_key(
-        _: admin, key_id: Annotated[str, Path(max_length=100, pattern=NAME)]
+        caller: admin, key_id: Annotated[str, Path(max_length=100, pattern=NAME)]
     ) -> Response:
+        if key_id == caller.key_id:
+            raise Problem(409, "own_key", "a key cannot revoke itself; use another admin key")
         key = await (await state.store()).key_revoke(key_id)
         if key is None:
             raise Problem(404, "key_not_found", f"no API key {key_id}")

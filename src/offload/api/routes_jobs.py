@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from ..errors import IllegalTransition
 from ..jobs import Job, JobStatus
@@ -27,6 +26,7 @@ from .schemas import (
     NO_NUL,
     JobOut,
     JobPage,
+    Timestamp,
     build_submit_model,
     decode_cursor,
     encode_cursor,
@@ -184,10 +184,12 @@ def jobs_router(state: ApiState) -> APIRouter:
         caller: reader,
         status: Annotated[list[JobStatus] | None, Query()] = None,
         type: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
-        created_after: AwareDatetime | None = None,
-        created_before: AwareDatetime | None = None,
+        created_after: Timestamp | None = None,
+        created_before: Timestamp | None = None,
         page_size: Annotated[int, Query(ge=1, le=500)] = s.page_size,
-        page_token: Annotated[str | None, Query(max_length=500)] = None,
+        page_token: Annotated[
+            uuid.UUID | None, Query(description="next_page_token of the previous page.")
+        ] = None,
     ) -> Response:
         where = JobFilter(
             status=status or None,
