@@ -1,0 +1,995 @@
+"""A Python client for offload's HTTP API: :class:`Client` (sync) and :class:`AsyncClient`.
+
+>>> from offload.client import Client
+>>> with Client("http://127.0.0.1:8000", "ofk_…") as api:
+...     job = api.submit("reports.generate", {"year": 2024}, idempotency_key="report-2024")
+...     job = api.wait(job.id, on_progress=lambda j: print(j.progress.percent))
+...     job.status, job.result
+
+Every call is written once, as an *operation*: a generator that yields the HTTP requests (and
+pauses) it needs and returns its result. :class:`Client` drives operations with
+``httpx.Client`` and ``time.sleep``, :class:`AsyncClient` with ``httpx.AsyncClient`` and
+``asyncio.sleep``; the two classes hold no request logic of their own. Every error the API
+answers is an RFC 9457 problem document, raised as :class:`ApiError` (or a subclass:
+:class:`NotFound`, :class:`Conflict`, :class:`RateLimited`, …).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import inspect
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from .jobs import JobError, JobEvent, JobStatus, Progress
+
+__all__ = [
+    "ApiError",
+    "ApiKey",
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "Conflict",
+    "Forbidden",
+    "Job",
+    "NotFound",
+    "Queue",
+    "RateLimited",
+    "ReplayResult",
+    "Unauthorized",
+    "Unavailable",
+    "Unreachable",
+    "ValidationFailed",
+    "WaitTimeout",
+]
+
+T = TypeVar("T")
+JobId = uuid.UUID | str
+OnProgress = Callable[["Job"], Any]
+
+LONG_POLL_SECONDS = 30
+"""How long one ``Prefer: wait`` request of :meth:`Client.wait` may be held by the server."""
+READ_MARGIN = 10.0
+"""Seconds a held request may take beyond its ``wait`` before it counts as timed out."""
+
+
+# -- what the API answers --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as the API shows it. The admin views also fill ``tenant`` … ``events``."""
+
+    id: uuid.UUID
+    type: str
+    status: JobStatus
+    queue: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+    max_attempts: int
+    progress: Progress
+    result: Any = None
+    """Present only when ``succeeded``."""
+    error: JobError | None = None
+    """Present only when ``failed`` or ``canceled``."""
+    tenant: str | None = None
+    priority: int | None = None
+    input: Any = None
+    run_at: datetime | None = None
+    error_detail: str | None = field(default=None, repr=False)
+    """The last failure's traceback (admin views)."""
+    cancel_requested: bool | None = None
+    events: list[JobEvent] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Job:
+        job_id = uuid.UUID(data["id"])
+        error = data.get("error")
+        events = data.get("events")
+        return cls(
+            id=job_id,
+            type=data["type"],
+            status=JobStatus(data["status"]),
+            queue=data["queue"],
+            created_at=_time(data["created_at"]),  # type: ignore[arg-type]
+            updated_at=_time(data["updated_at"]),  # type: ignore[arg-type]
+            started_at=_time(data.get("started_at")),
+            finished_at=_time(data.get("finished_at")),
+            attempt=data["attempt"],
+            max_attempts=data["max_attempts"],
+            progress=Progress(data["progress"]["percent"], data["progress"]["message"]),
+            result=data.get("result"),
+            error=JobError(error["code"], error["message"]) if error else None,
+            tenant=data.get("tenant"),
+            priority=data.get("priority"),
+            input=data.get("input"),
+            run_at=_time(data.get("run_at")),
+            error_detail=data.get("error_detail"),
+            cancel_requested=data.get("cancel_requested"),
+            events=None if events is None else [_event(job_id, e) for e in events],
+        )
+
+
+def _event(job_id: uuid.UUID, data: Mapping[str, Any]) -> JobEvent:
+    return JobEvent(
+        job_id=job_id,
+        seq=data["seq"],
+        type=data["type"],
+        status=JobStatus(data["status"]),
+        attempt=data["attempt"],
+        data=data.get("data") or {},
+        created_at=_time(data["created_at"]),  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    name: str
+    paused: bool
+    waiting: int
+    running: int
+    oldest_waiting_at: datetime | None
+    oldest_waiting_age_seconds: float | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Queue:
+        return cls(
+            name=data["name"],
+            paused=data["paused"],
+            waiting=data["waiting"],
+            running=data["running"],
+            oldest_waiting_at=_time(data.get("oldest_waiting_at")),
+            oldest_waiting_age_seconds=data.get("oldest_waiting_age_seconds"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What :meth:`Client.replay_many` matched and (unless a dry run) replayed."""
+
+    dry_run: bool
+    matched: int
+    replayed: int
+    job_ids: list[uuid.UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    tenant: str
+    role: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+    key: str | None = field(default=None, repr=False)
+    """The secret: only in the answer to :meth:`Client.create_key`."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApiKey:
+        return cls(
+            id=data["id"],
+            tenant=data["tenant"],
+            role=data["role"],
+            name=data.get("name"),
+            created_at=_time(data["created_at"]),  # type: ignore[arg-type]
+            revoked_at=_time(data.get("revoked_at")),
+            key=data.get("key"),
+        )
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Anything the client raises: an answer of the API (:class:`ApiError`), no answer
+    (:class:`Unreachable`) or a wait that ran out (:class:`WaitTimeout`)."""
+
+
+class Unreachable(ClientError):
+    """The API could not be reached, or did not answer in time."""
+
+
+class WaitTimeout(ClientError, TimeoutError):
+    """:meth:`Client.wait` gave up; ``job`` is the last state seen."""
+
+    def __init__(self, job: Job | None, timeout: float) -> None:
+        status = job.status.value if job else "unknown"
+        super().__init__(f"the job did not finish within {timeout:g} s (it is {status})")
+        self.job = job
+        self.timeout = timeout
+
+
+class ApiError(ClientError):
+    """An error answer of the API, from its problem document (RFC 9457).
+
+    ``code`` is offload's stable error code (``job_not_found``, ``rate_limited``, …);
+    ``errors`` lists the fields of a 422 (``{"field", "message", "type"}``); ``retry_after``
+    is the ``Retry-After`` header in seconds (429 and 503), else None.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        type: str | None = None,
+        retry_after: float | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+        self.type = type
+        self.retry_after = retry_after
+        self.body = dict(body or {})
+
+    def __str__(self) -> str:
+        if not self.errors:
+            return self.detail
+        fields = "; ".join(
+            f"{e.get('field') or e.get('in', '')}: {e['message']}" for e in self.errors
+        )
+        return f"{self.detail} ({fields})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status}, {self.code!r}, {self.detail!r})"
+
+
+class BadRequest(ApiError):
+    """400: malformed JSON or a request the API cannot read."""
+
+
+class Unauthorized(ApiError):
+    """401: no API key, or an unknown or revoked one."""
+
+
+class Forbidden(ApiError):
+    """403: the key's role may not do this (admin calls need an admin key)."""
+
+
+class NotFound(ApiError):
+    """404: no such job, or one of another tenant (the API does not tell them apart)."""
+
+
+class Conflict(ApiError):
+    """409: the job already finished, or an Idempotency-Key is still being processed."""
+
+
+class ValidationFailed(ApiError):
+    """422: the request (or an Idempotency-Key reused with another body) is not valid;
+    ``errors`` names the fields."""
+
+
+class RateLimited(ApiError):
+    """429: this key is over its rate limit; retry after ``retry_after`` seconds."""
+
+
+class Unavailable(ApiError):
+    """503: the queue is full or the store is unreachable; retry after ``retry_after``."""
+
+
+_ERRORS: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: ValidationFailed,
+    429: RateLimited,
+    503: Unavailable,
+}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` (RFC 9110): delay seconds or an HTTP date; seconds from now, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """The :class:`ApiError` for an error answer: from its problem document if it has one
+    (any proxy's HTML error page becomes ``code="http_error"``)."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    body: Any = None
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+    cls = _ERRORS.get(status, ApiError)
+    if isinstance(body, dict) and isinstance(body.get("detail", ""), str):
+        return cls(
+            status,
+            str(body.get("code") or "http_error"),
+            str(body.get("title") or response.reason_phrase),
+            str(body.get("detail") or response.reason_phrase),
+            errors=body.get("errors") if isinstance(body.get("errors"), list) else None,
+            type=body.get("type"),
+            retry_after=retry_after,
+            body=body,
+        )
+    text = " ".join(response.text.split())[:200]
+    detail = f"HTTP {status} {response.reason_phrase}" + (f": {text}" if text else "")
+    return cls(status, "http_error", response.reason_phrase, detail, retry_after=retry_after)
+
+
+# -- operations: each call once, as requests to send ----------------------------------------
+
+_NO_BODY: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    path: str
+    params: list[tuple[str, str]] | None = None
+    json: Any = _NO_BODY
+    headers: Mapping[str, str] | None = None
+    hold: float = 0.0
+    """Seconds the server may hold the request (``Prefer: wait``), added to the read timeout."""
+    expect: tuple[int, ...] = (200,)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pause:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Await:
+    awaitable: Awaitable[Any]
+
+
+_Step = _Request | _Pause | _Await
+_Op = Generator[_Step, Any, T]
+"""An operation: yields requests (answered with the ``httpx.Response``, or an
+:class:`ApiError` thrown in), pauses and awaitables; returns the call's result."""
+
+
+def _id(job_id: JobId) -> str:
+    return quote(str(job_id), safe="")
+
+
+def _query(**values: Any) -> list[tuple[str, str]]:
+    """Query parameters: None left out, lists repeated, times as RFC 3339."""
+    out: list[tuple[str, str]] = []
+    for name, value in values.items():
+        items = value if isinstance(value, list | tuple | set | frozenset) else [value]
+        for item in items:
+            if item is None:
+                continue
+            if isinstance(item, datetime):
+                item = item.isoformat()
+            out.append((name, str(item.value if isinstance(item, JobStatus) else item)))
+    return out
+
+
+def _one(request: _Request, parse: Callable[[Any], T]) -> _Op[T]:
+    response = yield request
+    return parse(response.json())
+
+
+def _job(request: _Request) -> _Op[Job]:
+    return _one(request, Job.from_json)
+
+
+def _submit(
+    type: str,
+    input: Any,
+    idempotency_key: str | None,
+    priority: int | None,
+    delay_seconds: float | None,
+    run_at: datetime | str | None,
+    queue: str | None,
+    wait: int | None,
+) -> _Op[Job]:
+    body: dict[str, Any] = {"type": type, "input": input}
+    options = {
+        "priority": priority,
+        "delay_seconds": delay_seconds,
+        "run_at": run_at.isoformat() if isinstance(run_at, datetime) else run_at,
+        "queue": queue,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    if options:
+        body["options"] = options
+    headers = {}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    if wait is not None:
+        headers["Prefer"] = f"wait={int(wait)}"
+    request = _Request(
+        "POST", "/v1/jobs", json=body, headers=headers, hold=wait or 0, expect=(200, 202)
+    )
+    return _job(request)
+
+
+def _wait(job_id: JobId, timeout: float | None, on_progress: OnProgress | None) -> _Op[Job]:
+    """Read the job, then long-poll it (``Prefer: wait`` + ``If-None-Match``) until it is
+    terminal; ``on_progress`` sees every new state. A server that does not hold requests is
+    polled as its ``Retry-After`` says; 429 and 503 are waited out as theirs says."""
+    path = f"/v1/jobs/{_id(job_id)}"
+    deadline = None if timeout is None else time.monotonic() + timeout
+    job: Job | None = None
+    etag: str | None = None
+    while True:
+        hold = 0
+        headers: dict[str, str] = {}
+        if job is not None:  # the first read answers at once; the later ones are held
+            left = LONG_POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            hold = max(1, int(min(LONG_POLL_SECONDS, left)))
+            headers["Prefer"] = f"wait={hold}"
+            if etag:
+                headers["If-None-Match"] = etag
+        try:
+            response = yield _Request("GET", path, headers=headers, hold=hold, expect=(200, 304))
+        except (RateLimited, Unavailable) as exc:
+            yield from _pause(exc.retry_after or 1.0, deadline, job, timeout)
+            continue
+        if response.status_code == 200:
+            etag = response.headers.get("etag")
+            seen = Job.from_json(response.json())
+            if seen != job:
+                job = seen
+                if on_progress is not None:
+                    called = on_progress(job)
+                    if inspect.isawaitable(called):
+                        yield _Await(called)
+        assert job is not None  # a 304 answers only an If-None-Match, sent after a 200
+        if job.is_terminal:
+            return job
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(job, timeout or 0)
+        if hold and "preference-applied" not in response.headers:
+            # The server did not hold the request: poll again when it says.
+            after = parse_retry_after(response.headers.get("retry-after"))
+            yield from _pause(after or 1.0, deadline, job, timeout)
+
+
+def _pause(
+    seconds: float, deadline: float | None, job: Job | None, timeout: float | None
+) -> Generator[_Step, Any, None]:
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(job, timeout or 0)
+        seconds = min(seconds, left)
+    yield _Pause(seconds)
+
+
+def _page(
+    path: str, params: list[tuple[str, str]], token: str | None
+) -> _Op[tuple[list[Job], str | None]]:
+    query = [*params, ("page_token", token)] if token else params
+    response = yield _Request("GET", path, params=query)
+    data = response.json()
+    return [Job.from_json(j) for j in data["jobs"]], data.get("next_page_token")
+
+
+def _replay(job_id: JobId, input: Any | None) -> _Op[Job]:
+    body = {"input": input} if input is not None else {}
+    return _job(_Request("POST", f"/v1/admin/dead-letters/{_id(job_id)}/replay", json=body))
+
+
+def _replay_many(filter: Mapping[str, Any] | None, dry_run: bool, limit: int | None) -> _Op[Any]:
+    body: dict[str, Any] = {"filter": _filter_json(filter or {}), "dry_run": dry_run}
+    if limit is not None:
+        body["limit"] = limit
+    response = yield _Request("POST", "/v1/admin/dead-letters:replay", json=body)
+    data = response.json()
+    return ReplayResult(
+        data["dry_run"], data["matched"], data["replayed"], [uuid.UUID(i) for i in data["job_ids"]]
+    )
+
+
+def _filter_json(filter: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v.isoformat() if isinstance(v, datetime) else v
+        for k, v in filter.items()
+        if v is not None
+    }
+
+
+def _queues() -> _Op[list[Queue]]:
+    return _one(_Request("GET", "/v1/admin/queues"), lambda qs: [Queue.from_json(q) for q in qs])
+
+
+def _queue_action(name: str, action: str) -> _Op[Queue]:
+    return _one(
+        _Request("POST", f"/v1/admin/queues/{quote(name, safe='')}/{action}"), Queue.from_json
+    )
+
+
+def _keys() -> _Op[list[ApiKey]]:
+    return _one(_Request("GET", "/v1/admin/keys"), lambda ks: [ApiKey.from_json(k) for k in ks])
+
+
+def _create_key(tenant: str, role: str, name: str | None) -> _Op[ApiKey]:
+    body = {"tenant": tenant, "role": role, "name": name}
+    return _one(_Request("POST", "/v1/admin/keys", json=body, expect=(201,)), ApiKey.from_json)
+
+
+def _revoke_key(key_id: str) -> _Op[ApiKey]:
+    path = f"/v1/admin/keys/{quote(key_id, safe='')}/revoke"
+    return _one(_Request("POST", path), ApiKey.from_json)
+
+
+def _list_query(
+    status: Any, type: str | None, created_after: Any, created_before: Any, page_size: int | None
+) -> list[tuple[str, str]]:
+    return _query(
+        status=status,
+        type=type,
+        created_after=created_after,
+        created_before=created_before,
+        page_size=page_size,
+    )
+
+
+def _dead_letter_query(
+    type: str | None,
+    error_code: str | None,
+    tenant: str | None,
+    failed_after: Any,
+    failed_before: Any,
+    page_size: int | None,
+) -> list[tuple[str, str]]:
+    return _query(
+        type=type,
+        error_code=error_code,
+        tenant=tenant,
+        failed_after=failed_after,
+        failed_before=failed_before,
+        page_size=page_size,
+    )
+
+
+# -- running operations over HTTP ------------------------------------------------------------
+
+
+def _http_options(
+    url: str, api_key: str, timeout: float, headers: Mapping[str, str] | None
+) -> dict[str, Any]:
+    from . import __version__
+
+    if not api_key:
+        raise ValueError("an API key is needed (offload keys create)")
+    return {
+        "base_url": url.rstrip("/"),
+        "timeout": timeout,
+        "headers": {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json, application/problem+json",
+            "User-Agent": f"offload-client/{__version__}",
+            **(headers or {}),
+        },
+    }
+
+
+def _request_options(step: _Request, timeout: float) -> dict[str, Any]:
+    options: dict[str, Any] = {"params": step.params, "headers": step.headers}
+    if step.json is not _NO_BODY:
+        options["json"] = step.json
+    if step.hold:
+        options["timeout"] = httpx.Timeout(timeout, read=step.hold + READ_MARGIN)
+    return options
+
+
+def _checked(step: _Request, response: httpx.Response) -> httpx.Response:
+    if response.status_code in step.expect:
+        return response
+    raise error_from_response(response)
+
+
+def _unreachable(url: str, exc: httpx.TransportError) -> Unreachable:
+    if isinstance(exc, httpx.TimeoutException):
+        return Unreachable(f"the offload API at {url} did not answer in time")
+    return Unreachable(f"cannot reach the offload API at {url} ({type(exc).__name__})")
+
+
+class Client:
+    """offload's HTTP API, synchronously (``httpx.Client``). Use it as a context manager or
+    call :meth:`close`.
+
+    >>> with Client("http://127.0.0.1:8000", os.environ["OFFLOAD_API_KEY"]) as api:
+    ...     job = api.wait(api.submit("reports.generate", {"year": 2024}).id)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = timeout
+        options = _http_options(url, api_key, timeout, headers)
+        self._http = httpx.Client(transport=transport, **options)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, op: _Op[T]) -> T:
+        try:
+            step = next(op)
+            while True:
+                try:
+                    value = self._do(step)
+                except ClientError as exc:
+                    step = op.throw(exc)
+                else:
+                    step = op.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _do(self, step: _Step) -> Any:
+        if isinstance(step, _Pause):
+            time.sleep(step.seconds)
+            return None
+        if isinstance(step, _Await):
+            raise TypeError("an async on_progress callback needs AsyncClient")
+        try:
+            response = self._http.request(
+                step.method, step.path, **_request_options(step, self._timeout)
+            )
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from exc
+        return _checked(step, response)
+
+    def _pages(self, path: str, params: list[tuple[str, str]]) -> Iterator[Job]:
+        token: str | None = None
+        while True:
+            jobs, token = self._run(_page(path, params, token))
+            yield from jobs
+            if token is None:
+                return
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        type: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        priority: int | None = None,
+        delay_seconds: float | None = None,
+        run_at: datetime | str | None = None,
+        queue: str | None = None,
+        wait: int | None = None,
+    ) -> Job:
+        """Submit a job (202). With ``wait=N`` the server holds the answer up to N seconds and
+        returns the finished job if it finishes in time. The same ``idempotency_key`` with the
+        same body returns the original job; with another body it raises ValidationFailed."""
+        op = _submit(type, input, idempotency_key, priority, delay_seconds, run_at, queue, wait)
+        return self._run(op)
+
+    def get(self, job_id: JobId) -> Job:
+        """The job now; NotFound if missing or another tenant's."""
+        return self._run(_job(_Request("GET", f"/v1/jobs/{_id(job_id)}")))
+
+    def wait(
+        self, job_id: JobId, *, timeout: float | None = None, on_progress: OnProgress | None = None
+    ) -> Job:
+        """Follow the job until it is terminal (long polls; ``Retry-After`` honoured) and
+        return it; ``on_progress(job)`` is called with every new state. WaitTimeout after
+        ``timeout`` seconds."""
+        return self._run(_wait(job_id, timeout, on_progress))
+
+    def cancel(self, job_id: JobId) -> Job:
+        """Cancel: a waiting job ends ``canceled`` at once, a running one is asked to stop.
+        Conflict if it already finished."""
+        path = f"/v1/jobs/{_id(job_id)}/cancel"
+        return self._run(_job(_Request("POST", path, expect=(200, 202))))
+
+    def list(
+        self,
+        *,
+        status: JobStatus | str | list[JobStatus | str] | None = None,
+        type: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Job]:
+        """The caller's jobs, newest first, fetched page by page as you iterate."""
+        params = _list_query(status, type, created_after, created_before, page_size)
+        return self._pages("/v1/jobs", params)
+
+    # -- admin -------------------------------------------------------------------------------
+
+    def admin_jobs(
+        self,
+        *,
+        status: JobStatus | str | list[JobStatus | str] | None = None,
+        type: str | None = None,
+        tenant: str | None = None,
+        queue: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Job]:
+        """All tenants' jobs with full detail (admin)."""
+        params = _query(status=status, type=type, tenant=tenant, queue=queue, page_size=page_size)
+        return self._pages("/v1/admin/jobs", params)
+
+    def admin_job(self, job_id: JobId) -> Job:
+        """Any job with its traceback and event history (admin)."""
+        return self._run(_job(_Request("GET", f"/v1/admin/jobs/{_id(job_id)}")))
+
+    def dead_letters(
+        self,
+        *,
+        type: str | None = None,
+        error_code: str | None = None,
+        tenant: str | None = None,
+        failed_after: datetime | str | None = None,
+        failed_before: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Job]:
+        """Dead letters (failed, not discarded), newest first (admin)."""
+        params = _dead_letter_query(
+            type, error_code, tenant, failed_after, failed_before, page_size
+        )
+        return self._pages("/v1/admin/dead-letters", params)
+
+    def dead_letter(self, job_id: JobId) -> Job:
+        """One dead letter with its traceback and event history (admin)."""
+        return self._run(_job(_Request("GET", f"/v1/admin/dead-letters/{_id(job_id)}")))
+
+    def replay(self, job_id: JobId, input: Any | None = None) -> Job:
+        """A dead letter back to its queue, optionally with corrected input (admin)."""
+        return self._run(_replay(job_id, input))
+
+    def replay_many(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        dry_run: bool = True,
+        *,
+        limit: int | None = None,
+    ) -> ReplayResult:
+        """Replay the dead letters matching ``filter`` (``type``, ``error_code``, ``tenant``,
+        ``failed_after``, ``failed_before``); by default only count them (admin)."""
+        return self._run(_replay_many(filter, dry_run, limit))
+
+    def discard(self, job_id: JobId) -> Job:
+        """Take a dead letter off the list; it keeps its history (admin)."""
+        path = f"/v1/admin/dead-letters/{_id(job_id)}/discard"
+        return self._run(_job(_Request("POST", path)))
+
+    def queues(self) -> list[Queue]:
+        """Every queue's depth, running jobs and oldest waiting job (admin)."""
+        return self._run(_queues())
+
+    def pause_queue(self, name: str) -> Queue:
+        return self._run(_queue_action(name, "pause"))
+
+    def resume_queue(self, name: str) -> Queue:
+        return self._run(_queue_action(name, "resume"))
+
+    def keys(self) -> list[ApiKey]:
+        return self._run(_keys())
+
+    def create_key(self, tenant: str, role: str, name: str | None = None) -> ApiKey:
+        """A new key; its secret is in ``.key``, in this answer only (admin)."""
+        return self._run(_create_key(tenant, role, name))
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        return self._run(_revoke_key(key_id))
+
+
+class AsyncClient:
+    """offload's HTTP API for asyncio (``httpx.AsyncClient``): the methods of :class:`Client`,
+    awaitable; :meth:`list`, :meth:`admin_jobs` and :meth:`dead_letters` are async iterators,
+    and ``on_progress`` may be a coroutine function.
+
+    >>> async with AsyncClient(url, key) as api:
+    ...     job = await api.wait((await api.submit("reports.generate", {"year": 2024})).id)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = timeout
+        options = _http_options(url, api_key, timeout, headers)
+        self._http = httpx.AsyncClient(transport=transport, **options)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _run(self, op: _Op[T]) -> T:
+        try:
+            step = next(op)
+            while True:
+                try:
+                    value = await self._do(step)
+                except ClientError as exc:
+                    step = op.throw(exc)
+                else:
+                    step = op.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _do(self, step: _Step) -> Any:
+        if isinstance(step, _Pause):
+            await asyncio.sleep(step.seconds)
+            return None
+        if isinstance(step, _Await):
+            return await step.awaitable
+        try:
+            response = await self._http.request(
+                step.method, step.path, **_request_options(step, self._timeout)
+            )
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from exc
+        return _checked(step, response)
+
+    async def _pages(self, path: str, params: list[tuple[str, str]]) -> AsyncIterator[Job]:
+        token: str | None = None
+        while True:
+            jobs, token = await self._run(_page(path, params, token))
+            for job in jobs:
+                yield job
+            if token is None:
+                return
+
+    async def submit(
+        self,
+        type: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        priority: int | None = None,
+        delay_seconds: float | None = None,
+        run_at: datetime | str | None = None,
+        queue: str | None = None,
+        wait: int | None = None,
+    ) -> Job:
+        op = _submit(type, input, idempotency_key, priority, delay_seconds, run_at, queue, wait)
+        return await self._run(op)
+
+    async def get(self, job_id: JobId) -> Job:
+        return await self._run(_job(_Request("GET", f"/v1/jobs/{_id(job_id)}")))
+
+    async def wait(
+        self, job_id: JobId, *, timeout: float | None = None, on_progress: OnProgress | None = None
+    ) -> Job:
+        return await self._run(_wait(job_id, timeout, on_progress))
+
+    async def cancel(self, job_id: JobId) -> Job:
+        path = f"/v1/jobs/{_id(job_id)}/cancel"
+        return await self._run(_job(_Request("POST", path, expect=(200, 202))))
+
+    def list(
+        self,
+        *,
+        status: JobStatus | str | list[JobStatus | str] | None = None,
+        type: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Job]:
+        params = _list_query(status, type, created_after, created_before, page_size)
+        return self._pages("/v1/jobs", params)
+
+    def admin_jobs(
+        self,
+        *,
+        status: JobStatus | str | list[JobStatus | str] | None = None,
+        type: str | None = None,
+        tenant: str | None = None,
+        queue: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Job]:
+        params = _query(status=status, type=type, tenant=tenant, queue=queue, page_size=page_size)
+        return self._pages("/v1/admin/jobs", params)
+
+    async def admin_job(self, job_id: JobId) -> Job:
+        return await self._run(_job(_Request("GET", f"/v1/admin/jobs/{_id(job_id)}")))
+
+    def dead_letters(
+        self,
+        *,
+        type: str | None = None,
+        error_code: str | None = None,
+        tenant: str | None = None,
+        failed_after: datetime | str | None = None,
+        failed_before: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Job]:
+        params = _dead_letter_query(
+            type, error_code, tenant, failed_after, failed_before, page_size
+        )
+        return self._pages("/v1/admin/dead-letters", params)
+
+    async def dead_letter(self, job_id: JobId) -> Job:
+        return await self._run(_job(_Request("GET", f"/v1/admin/dead-letters/{_id(job_id)}")))
+
+    async def replay(self, job_id: JobId, input: Any | None = None) -> Job:
+        return await self._run(_replay(job_id, input))
+
+    async def replay_many(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        dry_run: bool = True,
+        *,
+        limit: int | None = None,
+    ) -> ReplayResult:
+        return await self._run(_replay_many(filter, dry_run, limit))
+
+    async def discard(self, job_id: JobId) -> Job:
+        path = f"/v1/admin/dead-letters/{_id(job_id)}/discard"
+        return await self._run(_job(_Request("POST", path)))
+
+    async def queues(self) -> list[Queue]:
+        return await self._run(_queues())
+
+    async def pause_queue(self, name: str) -> Queue:
+        return await self._run(_queue_action(name, "pause"))
+
+    async def resume_queue(self, name: str) -> Queue:
+        return await self._run(_queue_action(name, "resume"))
+
+    async def keys(self) -> list[ApiKey]:
+        return await self._run(_keys())
+
+    async def create_key(self, tenant: str, role: str, name: str | None = None) -> ApiKey:
+        return await self._run(_create_key(tenant, role, name))
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        return await self._run(_revoke_key(key_id))
