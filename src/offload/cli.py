@@ -1,16 +1,21 @@
-"""The ``offload`` command: parses, calls the library, prints. Nothing else lives here."""
+"""The ``offload`` command: parses, calls the library (or, with ``OFFLOAD_URL`` set, the HTTP
+API through :mod:`offload.client`), prints. Nothing else lives here."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import sys
-from collections.abc import Coroutine
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import OffloadError
@@ -75,6 +80,55 @@ def _need_app(spec: str | None) -> Any:
     return _app(spec)
 
 
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(code)
+
+
+def _json(value: str, option: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{option} is not valid JSON: {exc}", 2) from None
+
+
+# -- over the HTTP API (OFFLOAD_URL) ---------------------------------------------------------
+
+
+def _remote() -> Any | None:
+    """A :class:`offload.client.Client` when ``OFFLOAD_URL`` is set, else None (the command
+    then works on the store directly)."""
+    url = os.environ.get("OFFLOAD_URL")
+    if not url:
+        return None
+    key = os.environ.get("OFFLOAD_API_KEY")
+    if not key:
+        raise _fail(
+            "OFFLOAD_URL is set but OFFLOAD_API_KEY is not: export an API key "
+            "(offload keys create --tenant T --role client|admin)",
+            2,
+        )
+    from .client import Client
+
+    return Client(url, key)
+
+
+def _over_api(api: Any, call: Callable[[Any], T]) -> T:
+    """Run ``call(api)``; an error of the API becomes its problem detail on one line, exit 1."""
+    from .client import ClientError
+
+    try:
+        with api:
+            return call(api)
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _first(items: Iterator[T], n: int) -> list[T]:
+    """The first ``n`` of a paged listing (no page beyond them is fetched)."""
+    return list(itertools.islice(items, n))
+
+
 # -- running ---------------------------------------------------------------------------------
 
 
@@ -122,14 +176,22 @@ def serve(
         int, typer.Option(min=0, help="Also run jobs in this process, N at once.")
     ] = 0,
     log_level: Annotated[str, typer.Option(envvar="OFFLOAD_LOG_LEVEL")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, envvar="OFFLOAD_API_WORKERS", help="Server processes.")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn); docs at /docs."""
-    import uvicorn
+    from .api.serve import serve as run_server
 
-    from .api import create_app
-
-    api = create_app(_need_app(app), inline_workers=inline_workers)
-    uvicorn.run(api, host=host, port=port, log_level=log_level.lower(), proxy_headers=True)
+    _need_app(app)  # a bad --app fails here, once, with a clear message
+    run_server(
+        app,
+        host=host,
+        port=port,
+        workers=workers,
+        inline_workers=inline_workers,
+        log_level=log_level,
+    )
 
 
 @keys_cli.command("create")
@@ -221,11 +283,27 @@ def submit(
     delay: Annotated[float | None, typer.Option(help="Seconds before it may run.")] = None,
 ) -> None:
     """Submit a job (validated against its type's model) and print its id."""
-    try:
-        data = json.loads(input)
-    except json.JSONDecodeError as exc:
-        err.print(f"[red]error:[/red] --input is not valid JSON: {exc}")
-        raise typer.Exit(2) from None
+    data = _json(input, "--input")
+    api = _remote()
+    if api is not None:
+
+        def remote(c: Any) -> Any:
+            job = c.submit(
+                job_type,
+                data,
+                idempotency_key=idempotency_key,
+                queue=queue,
+                priority=priority,
+                delay_seconds=delay,
+            )
+            if not wait:
+                return job
+            err.print(f"submitted {job.id}")
+            with _progress_bar(job) as update:
+                return c.wait(job.id, on_progress=update)
+
+        _submitted(_over_api(api, remote), wait)
+        return
     offload = _need_app(app)
 
     async def go() -> Job:
@@ -243,7 +321,10 @@ def submit(
             err.print(f"submitted {job.id}")
             return await _follow(offload, job)
 
-    job = _run(go())
+    _submitted(_run(go()), wait)
+
+
+def _submitted(job: Any, wait: bool) -> None:
     if not wait:
         out.print(str(job.id), highlight=False)
         return
@@ -251,7 +332,9 @@ def submit(
     raise typer.Exit(0 if job.status is JobStatus.SUCCEEDED else 1)
 
 
-async def _follow(offload: Any, job: Job) -> Job:
+@contextlib.contextmanager
+def _progress_bar(job: Any) -> Iterator[Callable[[Any], None]]:
+    """A progress bar on stderr; yields the function that shows a newer state of the job."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -263,21 +346,34 @@ async def _follow(offload: Any, job: Job) -> Job:
     )
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("", total=100, status=job.status.value)
-        while not job.is_terminal:
-            await asyncio.sleep(0.2)
-            job = await offload.get_job(job.id)
+
+        def update(job: Any) -> None:
             bar.update(
                 task,
                 completed=job.progress.percent,
                 status=job.status.value,
                 description=job.progress.message or "",
             )
+
+        yield update
+
+
+async def _follow(offload: Any, job: Job) -> Job:
+    with _progress_bar(job) as update:
+        while not job.is_terminal:
+            await asyncio.sleep(0.2)
+            job = await offload.get_job(job.id)
+            update(job)
     return job
 
 
 @cli.command()
 def status(job_id: Annotated[str, typer.Argument(metavar="ID")], app: AppOption = None) -> None:
     """Show one job."""
+    api = _remote()
+    if api is not None:
+        _print_job(_over_api(api, lambda c: c.get(job_id)))
+        return
     offload = _app(app)
 
     async def go() -> Job | None:
@@ -306,6 +402,14 @@ def jobs(
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}; use one of {', '.join(s.value for s in JobStatus)}")
         raise typer.Exit(2) from None
+    api = _remote()
+    if api is not None:
+        size = min(limit, 500)
+        found = _over_api(
+            api, lambda c: _first(c.list(status=statuses, type=job_type, page_size=size), limit)
+        )
+        _print_jobs(found)
+        return
     offload = _app(app)
 
     async def go() -> list[Job]:
@@ -325,11 +429,23 @@ def dlq_list(
     app: AppOption = None,
 ) -> None:
     """Jobs that failed for good, newest first."""
+    api = _remote()
+    if api is not None:
+        size = min(limit, 500)
+        found = _over_api(
+            api, lambda c: _first(c.dead_letters(type=job_type, page_size=size), limit)
+        )
+        _print_jobs(found, errors=True)
+        return
     offload = _app(app)
 
     async def go() -> list[Job]:
+        from .store import JobFilter
+
+        # Discarded dead letters stay failed but leave the list, as in the API.
+        where = JobFilter(status=[JobStatus.FAILED], type=job_type, discarded=False)
         async with offload:
-            return await offload.dead_letters(job_type=job_type, limit=limit)
+            return await offload.list_jobs(where, limit=limit)
 
     _print_jobs(_run(go()), errors=True)
 
@@ -337,6 +453,11 @@ def dlq_list(
 @dlq_cli.command("show")
 def dlq_show(job_id: Annotated[str, typer.Argument(metavar="ID")], app: AppOption = None) -> None:
     """A dead letter with its traceback and event history."""
+    api = _remote()
+    if api is not None:
+        job = _over_api(api, lambda c: c.dead_letter(job_id))
+        _print_detail(job, job.events or [])
+        return
     offload = _app(app)
 
     async def go() -> tuple[Job | None, list[Any]]:
@@ -347,6 +468,10 @@ def dlq_show(job_id: Annotated[str, typer.Argument(metavar="ID")], app: AppOptio
     if job is None:
         err.print(f"[red]error:[/red] no job {job_id}")
         raise typer.Exit(1)
+    _print_detail(job, events)
+
+
+def _print_detail(job: Any, events: list[Any]) -> None:
     _print_job(job)
     if job.error_detail:
         out.print("[bold]traceback[/bold]")
@@ -370,8 +495,13 @@ def dlq_replay(
     app: AppOption = None,
 ) -> None:
     """Put a failed job back in its queue with a fresh attempt budget."""
+    data = _json(input, "--input") if input is not None else None
+    api = _remote()
+    if api is not None:
+        job = _over_api(api, lambda c: c.replay(job_id, data))
+        out.print(f"{job.id} {job.status.value}")
+        return
     offload = _need_app(app)
-    data = json.loads(input) if input is not None else None
 
     async def go() -> Job | None:
         async with offload:
@@ -384,6 +514,35 @@ def dlq_replay(
     out.print(f"{job.id} {job.status.value}")
 
 
+@dlq_cli.command("discard")
+def dlq_discard(
+    job_id: Annotated[str, typer.Argument(metavar="ID")], app: AppOption = None
+) -> None:
+    """Take a dead letter off the list; it stays failed, with its history."""
+    api = _remote()
+    if api is not None:
+        job = _over_api(api, lambda c: c.discard(job_id))
+        out.print(f"{job.id} discarded")
+        return
+    try:
+        key = uuid.UUID(job_id)
+    except ValueError:
+        raise _fail(f"{job_id!r} is not a job id", 2) from None
+    offload = _app(app)
+
+    async def go() -> Job | None:
+        async with offload:
+            job = await offload.get_job(key)
+            if job is None or job.status is not JobStatus.FAILED:
+                return None
+            return await (await offload.store()).job_discard(key, f"cli:{_user()}")
+
+    job = _run(go())
+    if job is None:
+        raise _fail(f"no dead letter {job_id}")
+    out.print(f"{job.id} discarded")
+
+
 # -- queues and schema -----------------------------------------------------------------------
 
 
@@ -392,15 +551,17 @@ def queues_list(app: AppOption = None) -> None:
     """Depth, running jobs and lag of each queue."""
     from datetime import UTC, datetime
 
-    offload = _app(app)
+    api = _remote()
+    offload = _app(app) if api is None else None
 
     async def go() -> list[Any]:
         async with offload:
             return await offload.queues()
 
+    found = _over_api(api, lambda c: c.queues()) if api is not None else _run(go())
     table = Table("queue", "paused", "waiting", "running", "oldest waiting")
     now = datetime.now(UTC)
-    for q in _run(go()):
+    for q in found:
         lag = f"{(now - q.oldest_waiting_at).total_seconds():.1f} s" if q.oldest_waiting_at else "-"
         table.add_row(q.name, "yes" if q.paused else "no", str(q.waiting), str(q.running), lag)
     out.print(table)
@@ -409,6 +570,11 @@ def queues_list(app: AppOption = None) -> None:
 @queues_cli.command("pause")
 def queues_pause(name: str, app: AppOption = None) -> None:
     """Workers stop claiming from the queue; nothing waiting is lost."""
+    api = _remote()
+    if api is not None:
+        _over_api(api, lambda c: c.pause_queue(name))
+        out.print(f"queue {name} paused")
+        return
     offload = _app(app)
 
     async def go() -> None:
@@ -421,6 +587,12 @@ def queues_pause(name: str, app: AppOption = None) -> None:
 
 @queues_cli.command("resume")
 def queues_resume(name: str, app: AppOption = None) -> None:
+    """Workers claim from the queue again."""
+    api = _remote()
+    if api is not None:
+        _over_api(api, lambda c: c.resume_queue(name))
+        out.print(f"queue {name} resumed")
+        return
     offload = _app(app)
 
     async def go() -> None:
@@ -448,7 +620,8 @@ def db_upgrade(app: AppOption = None) -> None:
 # -- printing --------------------------------------------------------------------------------
 
 
-def _print_job(job: Job) -> None:
+def _print_job(job: Any) -> None:
+    """A job of the store (``offload.jobs.Job``) or of the API (``offload.client.Job``)."""
     table = Table(show_header=False, box=None)
     rows: list[tuple[str, Any]] = [
         ("id", job.id),
@@ -469,7 +642,7 @@ def _print_job(job: Job) -> None:
     out.print(table)
 
 
-def _print_jobs(jobs: list[Job], *, errors: bool = False) -> None:
+def _print_jobs(jobs: list[Any], *, errors: bool = False) -> None:
     table = Table("id", "type", "status", "attempt", "created")
     if errors:
         table.add_column("error")
