@@ -98,12 +98,12 @@ class Job:
             type=row["type"],
             queue=row["queue"],
             priority=row["priority"],
-            status=JobStatus(row["status"]),
+            status=_STATUS[row["status"]],
             input=row["input"],
             attempt=row["attempt"],
             max_attempts=row["max_attempts"],
             run_at=row["run_at"],
-            progress=Progress(row["progress_percent"], row["progress_message"]),
+            progress=_progress(row["progress_percent"], row["progress_message"]),
             checkpoint=row["checkpoint"],
             result=row["result"],
             error=error,
@@ -119,6 +119,15 @@ class Job:
             worker_id=row["worker_id"],
             event_seq=row["event_seq"],
         )
+
+
+_STATUS = {status.value: status for status in JobStatus}
+_NO_PROGRESS = Progress()
+
+
+def _progress(percent: float, message: str | None) -> Progress:
+    # Most rows (every freshly claimed job) have no progress yet: share one snapshot.
+    return _NO_PROGRESS if percent == 0 and message is None else Progress(percent, message)
 
 
 @dataclass(frozen=True, slots=True)
