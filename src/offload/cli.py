@@ -259,10 +259,12 @@ def keys_revoke(
 
 @cli.command()
 def demo(
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    workers: Annotated[
+        int, typer.Option(min=2, help="Worker processes (one for the reports queue).")
+    ] = 2,
     keep: Annotated[bool, typer.Option(help="Keep the demo database afterwards.")] = False,
 ) -> None:
-    """Run the example jobs end to end on an embedded SQLite database."""
+    """The example jobs end to end: an API and workers on SQLite, jobs submitted over HTTP."""
     from .demo import run_demo
 
     raise typer.Exit(run_demo(workers=workers, keep=keep, console=out))
