@@ -476,10 +476,22 @@ def _wait(job_id: JobId, timeout: float | None, on_progress: OnProgress | None) 
             return job
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(job, timeout or 0)
-        if hold and "preference-applied" not in response.headers:
-            # The server did not hold the request: poll again when it says.
+        if hold and _applied_wait(response.headers.get("preference-applied")) <= 0:
+            # The server did not hold the request: poll again when its Retry-After says.
             after = parse_retry_after(response.headers.get("retry-after"))
             yield from _pause(after or 1.0, deadline, job, timeout)
+
+
+def _applied_wait(value: str | None) -> int:
+    """The ``wait=N`` of a ``Preference-Applied`` header; 0 when absent."""
+    for item in (value or "").split(","):
+        name, _, number = item.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return int(number.strip().strip('"'))
+            except ValueError:
+                return 0
+    return 0
 
 
 def _pause(

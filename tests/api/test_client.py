@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import uuid
 
+import httpx
 import pytest
 
 from offload.client import (
@@ -47,6 +48,31 @@ def test_submit_get_and_wait_with_progress(api_with_workers: Api) -> None:
     assert seen[-1] == (JobStatus.SUCCEEDED, 100.0)
     percents = [p for _, p in seen]
     assert percents == sorted(percents) and len({*percents}) >= 3  # followed step by step
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """A real HTTP transport that counts the requests it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        return super().handle_request(request)
+
+
+def test_wait_follows_retry_after_when_the_server_does_not_hold_requests(
+    start_api: StartApi,
+) -> None:
+    api = start_api(workers=1, max_wait_seconds=0, retry_after_seconds=1)
+    transport = CountingTransport()
+    with Client(api.url, api.keys["client_a"], transport=transport) as c:
+        job = c.submit("api.slow", {"steps": 10, "step_seconds": 0.25})
+        before = transport.sent
+        done = c.wait(job.id, timeout=30)
+    assert done.status is JobStatus.SUCCEEDED
+    assert transport.sent - before <= 6  # about one read per Retry-After second, no busy loop
 
 
 def test_submit_with_prefer_wait_returns_the_finished_job(api_with_workers: Api) -> None:
