@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .config import Settings
 from .errors import SchemaOutdated
-from .ids import parse_job_id, uuid7
+from .ids import parse_job_id, uuid7, uuid7_many
 from .jobs import Job, JobStatus
 from .registry import JobSpec, Registry, input_model_of
 from .store import JobFilter, NewJob, QueueInfo, Store, open_store
@@ -250,7 +250,7 @@ class Offload:
         priority = spec.priority if priority is None else priority
         new = [
             NewJob(
-                id=uuid7(),
+                id=job_id,
                 type=job_type,
                 queue=queue,
                 priority=priority,
@@ -259,7 +259,7 @@ class Offload:
                 delay=wait,
                 owner=owner,
             )
-            for item in data
+            for job_id, item in zip(uuid7_many(len(data)), data, strict=True)
         ]
         store = await self.store()
         return await store.job_insert_many(new)

@@ -122,12 +122,13 @@ class Job:
 
 
 _STATUS = {status.value: status for status in JobStatus}
-_NO_PROGRESS = Progress()
+NO_PROGRESS = Progress()
+"""The progress of a job that has reported none (shared: snapshots are immutable)."""
 
 
 def _progress(percent: float, message: str | None) -> Progress:
     # Most rows (every freshly claimed job) have no progress yet: share one snapshot.
-    return _NO_PROGRESS if percent == 0 and message is None else Progress(percent, message)
+    return NO_PROGRESS if percent == 0 and message is None else Progress(percent, message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,3 +51,14 @@ def test_ids_made_in_a_burst_are_strictly_increasing() -> None:
     ids = [uuid7() for _ in range(20_000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids[:100])
+
+
+def test_ids_made_in_bulk_are_strictly_increasing_and_follow_single_ones() -> None:
+    from offload.ids import uuid7, uuid7_many
+
+    before = uuid7()
+    batch = uuid7_many(10_000)
+    after = uuid7()
+    assert [before, *batch, after] == sorted([before, *batch, after])
+    assert len(set(batch)) == len(batch)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in batch[:100])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..errors import IllegalTransition
-from ..jobs import Job, JobEvent, JobStatus, Progress
+from ..jobs import NO_PROGRESS, Job, JobEvent, JobStatus
 from ..states import ALLOWED
 from ..types import JSON
 
@@ -140,18 +140,18 @@ class ApiKey:
 
 def inserted_job(job: NewJob, now: datetime) -> Job:
     """The snapshot of a job just inserted at ``now``, built without reading it back."""
-    status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
+    delayed = job.delay > 0
     return Job(
         id=job.id,
         type=job.type,
         queue=job.queue,
         priority=job.priority,
-        status=status,
+        status=JobStatus.SCHEDULED if delayed else JobStatus.QUEUED,
         input=job.input,
         attempt=0,
         max_attempts=job.max_attempts,
-        run_at=now + timedelta(seconds=max(job.delay, 0.0)),
-        progress=Progress(),
+        run_at=now + timedelta(seconds=job.delay) if delayed else now,
+        progress=NO_PROGRESS,
         checkpoint=None,
         result=None,
         error=None,

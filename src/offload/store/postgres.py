@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from ..config import redact_url
 from ..errors import IdempotencyConflict, IllegalTransition, StoreUnavailable
@@ -46,11 +47,13 @@ def _dumps(value: Any) -> str:
 
 
 def _jsonb_encode(value: Any) -> bytes:
-    return b"\x01" + _dumps(value).encode()  # jsonb's binary format: version 1, then the text
+    # jsonb's binary format: version 1, then the text. orjson because this runs for every
+    # input, checkpoint and result on the hot paths, about ten times faster than json.dumps.
+    return b"\x01" + orjson.dumps(value)
 
 
 def _jsonb_decode(data: bytes) -> Any:
-    return json.loads(data[1:])
+    return orjson.loads(data[1:])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -213,12 +216,13 @@ class PostgresStore(Store):
         async with self.pool.acquire() as conn, conn.transaction():
             now = await conn.fetchval("SELECT now()")
             snapshots = [inserted_job(job, now) for job in jobs]
+            status = {s: s.value for s in JobStatus}  # .value on an enum member is slow
             await conn.copy_records_to_table(
                 "offload_jobs",
                 columns=_COPY_JOB_COLUMNS,
                 records=[
-                    (j.id, j.type, j.queue, j.priority, j.status.value, j.input, j.max_attempts,
-                     j.run_at, j.owner, now, now)
+                    (j.id, j.type, j.queue, j.priority, status[j.status], j.input,
+                     j.max_attempts, j.run_at, j.owner, now, now)
                     for j in snapshots
                 ],
             )  # fmt: skip
@@ -226,7 +230,8 @@ class PostgresStore(Store):
                 "offload_job_events",
                 columns=_COPY_EVENT_COLUMNS,
                 records=[
-                    (j.id, 1, f"job.{j.status.value}", j.status.value, 0, now) for j in snapshots
+                    (j.id, 1, f"job.{status[j.status]}", status[j.status], 0, now)
+                    for j in snapshots
                 ],
             )
             if queues:
