@@ -13,7 +13,6 @@ unchanged against both.
 from __future__ import annotations
 
 import abc
-import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -172,7 +171,7 @@ class Store(abc.ABC):
 
     url: str
     supports_push: bool = False
-    """True when :meth:`wait_for_jobs` is woken by the database (no polling needed)."""
+    """True when the database tells :meth:`on_jobs` listeners about new work (no polling)."""
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -340,6 +339,6 @@ class Store(abc.ABC):
         """Call ``callback(job_id)`` the moment a cancel is requested, where the database can
         push; elsewhere workers learn of it at their next heartbeat."""
 
-    async def wait_for_jobs(self, timeout: float) -> None:
-        """Return when new work may be due, or after ``timeout``. Stores without push sleep."""
-        await asyncio.sleep(timeout)
+    def on_jobs(self, callback: Callable[[], None]) -> None:  # noqa: B027
+        """Call ``callback()`` whenever new work may be due, where the database can push;
+        elsewhere workers poll every ``OFFLOAD_POLL_INTERVAL`` seconds."""

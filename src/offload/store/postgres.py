@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -81,10 +81,12 @@ class PostgresStore(Store):
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
-        self._wake = asyncio.Event()
+        self._job_callbacks: list[Callable[[], None]] = []
+        self._relisten: asyncio.Future[None] | None = None
+        self._closing = False
         self._claimer: asyncpg.Connection | None = None
         self._claim_lock = asyncio.Lock()
-        self._cancel_callbacks: list[Any] = []
+        self._cancel_callbacks: list[Callable[[uuid.UUID], None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -112,6 +114,9 @@ class PostgresStore(Store):
             ) from None
 
     async def close(self) -> None:
+        self._closing = True
+        if self._relisten is not None:
+            self._relisten.cancel()
         if self._claimer is not None:
             with contextlib.suppress(Exception):
                 await self._claimer.close(timeout=2)
@@ -476,29 +481,45 @@ class PostgresStore(Store):
     # -- wake-ups ----------------------------------------------------------------------------
 
     async def listen(self) -> None:
-        """Start receiving ``offload_jobs`` and ``offload_cancel`` notifications."""
-        if self._listener is not None:
+        """Receive ``offload_jobs`` and ``offload_cancel`` notifications on a connection of
+        their own; if it drops (a database restart), reconnect in the background."""
+        if self._listener is not None and not self._listener.is_closed():
             return
         self._listener = await asyncpg.connect(self.url, timeout=10)
         await self._listener.add_listener("offload_jobs", self._on_jobs)
         await self._listener.add_listener("offload_cancel", self._on_cancel)
+        self._listener.add_termination_listener(self._on_listener_lost)
 
-    def on_cancel_requested(self, callback: Any) -> None:
+    def on_jobs(self, callback: Callable[[], None]) -> None:
+        self._job_callbacks.append(callback)
+
+    def on_cancel_requested(self, callback: Callable[[uuid.UUID], None]) -> None:
         self._cancel_callbacks.append(callback)
 
     def _on_jobs(self, *_: object) -> None:
-        self._wake.set()
+        for callback in self._job_callbacks:
+            callback()
 
     def _on_cancel(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         for callback in self._cancel_callbacks:
             callback(uuid.UUID(payload))
 
-    async def wait_for_jobs(self, timeout: float) -> None:
-        if self._listener is None:
-            await self.listen()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
+    def _on_listener_lost(self, _conn: object) -> None:
+        self._listener = None
+        if not self._closing:
+            self._relisten = asyncio.ensure_future(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        delay = 0.1
+        while not self._closing:
+            try:
+                await self.listen()
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._on_jobs()  # work may have arrived while nobody was listening
+            return
 
 
 def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:

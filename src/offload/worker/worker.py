@@ -80,8 +80,9 @@ class Worker:
         self._outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
         """Finished attempts waiting to be written; None tells the completer to finish up."""
         self._slot_free = asyncio.Event()
-        self._due = asyncio.Event()
-        """Set when a job this worker retried becomes due: no need to wait for a wake-up."""
+        self._wake = asyncio.Event()
+        """Set when there may be work to claim: the database announced some, a job this worker
+        retried became due, or the worker is stopping."""
         self._stopping = asyncio.Event()
         self._abort = asyncio.Event()
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="offload-job")
@@ -94,12 +95,15 @@ class Worker:
     def stop(self, *, now: bool = False) -> None:
         """Stop claiming and drain; ``now`` skips the grace period (a second SIGTERM)."""
         self._stopping.set()
+        self._wake.set()
+        self._slot_free.set()
         if now:
             self._abort.set()
 
     async def run(self) -> None:
         store = self._store = await self.app.store()
         await store.listen()
+        store.on_jobs(self._wake.set)
         store.on_cancel_requested(self._on_cancel_requested)
         completer = asyncio.create_task(self._supervised("completer", self._complete_forever))
         side_tasks = [
@@ -156,9 +160,9 @@ class Worker:
             # A busy worker tops up in big batches; one with an empty slot claims at once.
             if room <= 0 or (not starving and room < max(1, capacity // 2)):
                 self._slot_free.clear()
-                await self._until(self._slot_free)
+                await self._slot_free.wait()
                 continue
-            self._due.clear()
+            self._wake.clear()  # before the claim: a wake-up that races with it is kept
             try:
                 jobs = await store.job_claim(
                     types=self._types,
@@ -171,31 +175,21 @@ class Worker:
             except Exception as exc:
                 failures += 1
                 log.warning("claim failed (%s); retrying", exc)
-                await self._until(None, timeout=min(0.1 * 2**failures, 5.0))
+                await self._sleep(min(0.1 * 2**failures, 5.0))
                 continue
             self._held.extend(jobs)
             self._start_held()
             if len(jobs) < room:
-                await self._until(self._due, timeout=idle_wait, wake=store.wait_for_jobs)
+                await self._sleep(idle_wait)
 
-    async def _until(
-        self,
-        event: asyncio.Event | None,
-        *,
-        timeout: float | None = None,
-        wake: Callable[[float], Awaitable[None]] | None = None,
-    ) -> None:
-        """Wait for ``event``, a store wake-up or stop, whichever comes first."""
-        waiters = [asyncio.ensure_future(self._stopping.wait())]
-        if event is not None:
-            waiters.append(asyncio.ensure_future(event.wait()))
-        if wake is not None:
-            waiters.append(asyncio.ensure_future(wake(timeout or 1.0)))
+    async def _sleep(self, seconds: float) -> None:
+        """Until woken (new work, a retry due, stop) or ``seconds`` passed. A timer on the same
+        event, not a task per wait: this sits on the pick-up path."""
+        timer = asyncio.get_running_loop().call_later(seconds, self._wake.set)
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await self._wake.wait()
         finally:
-            for waiter in waiters:
-                waiter.cancel()
+            timer.cancel()
 
     def _start_held(self) -> None:
         while self._held and len(self._active) < self.concurrency:
@@ -285,7 +279,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         for outcome in batch:
             if outcome.status is JobStatus.RETRYING:
-                loop.call_later(outcome.retry_delay, self._due.set)
+                loop.call_later(outcome.retry_delay, self._wake.set)
         if len(written) < len(batch):
             fenced = {o.job_id for o in batch} - set(written)
             log.warning(
