@@ -37,12 +37,14 @@ WRK_INSTALL = command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev
 bench: $(STAMP)
 	bash bench/bootstrap.sh
 	@$(WRK_INSTALL)
-	.venv-bench/bin/python -m bench.run --chart docs/bench-chart.png
+	.venv-bench/bin/python -m bench.run --json docs/bench-results.json \
+		--chart docs/bench-chart.png --markdown docs/bench-table.md
 
 bench-quick: $(STAMP)
 	bash bench/bootstrap.sh
 	@$(WRK_INSTALL)
-	.venv-bench/bin/python -m bench.run --quick
+	.venv-bench/bin/python -m bench.run --quick --json .bench/quick-results.json \
+		--chart .bench/quick-chart.png --markdown .bench/quick-table.md
 
 clean:
 	rm -rf $(VENV) .venv-bench build src/*.egg-info

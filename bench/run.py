@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         report.render_chart(results, args.chart, title)
         log(f"chart: {args.chart}")
     if args.markdown:
+        os.makedirs(os.path.dirname(args.markdown) or ".", exist_ok=True)
         with open(args.markdown, "w") as f:
             f.write(f"{title}\n\n")
             if results:
