@@ -2,11 +2,10 @@
 
 Run by ``bench.run`` after the queue scenarios, for offload only (the peers have no HTTP API).
 Everything runs against a fresh PostgreSQL database of its own (``offload_bench_<run id>_http``,
-dropped at the end) and one ``offload serve --app bench.http_app:app`` process (uvicorn's
-defaults: one process, ``loop``/``http`` "auto"; the CLI has no ``--workers`` option, so no
-multi-process configuration is measured). The per-key rate limit is turned off
-(``OFFLOAD_API_RATE_LIMIT=0``; its default of 200 requests/s would be what we measure) and
-access logs are off (``--log-level warning``). One repeat:
+dropped at the end) and ``offload serve --app bench.http_app:app --workers 2`` (two uvicorn
+processes, one per core; uvloop and httptools, which ``uvicorn[standard]`` installs). The
+per-key rate limit is turned off (``OFFLOAD_API_RATE_LIMIT=0``; its default of 200 requests/s
+would be what we measure) and access logs are off (``--log-level warning``). One repeat:
 
 1. submit_max   - ``wrk -t2 -c<C> -d<D>`` POSTing ``{"type": "bench.noop", "input": {"n": 1}}``
                   with a client key (Lua script). Accepted submits/s = 202 answers / duration;
@@ -57,6 +56,7 @@ APP = "bench.http_app:app"
 JOB_TYPE = "bench.noop"
 SUBMIT_BODY = json.dumps({"type": JOB_TYPE, "input": {"n": 1}})
 WRK_THREADS = 2
+API_WORKERS = 2
 WORKER_ARGS = ["--processes", "2", "--concurrency", "10", "--prefetch", "90", "--grace", "1"]
 OPEN_RATE = 1000.0
 BACKLOG_STATES = ("scheduled", "queued", "running", "retrying")
@@ -341,7 +341,7 @@ class HttpBench:
             SUBMIT_BODY,
         )
         argv = [self.offload, "serve", "--app", APP, "--host", "127.0.0.1"]
-        argv += ["--port", str(self.port), "--log-level", "warning"]
+        argv += ["--port", str(self.port), "--log-level", "warning", "--workers", str(API_WORKERS)]
         self.server = infra.Proc(argv, self.env, os.path.join(self.workdir, "serve.log"), REPO_ROOT)
         self._wait_ready()
 
