@@ -276,8 +276,8 @@ class Offload:
         return await (await self.store()).job_list(where or JobFilter(), limit=limit)
 
     async def dead_letters(self, *, job_type: str | None = None, limit: int = 50) -> list[Job]:
-        """Jobs that failed for good, newest first."""
-        where = JobFilter(status=[JobStatus.FAILED], type=job_type)
+        """Jobs that failed for good and were not discarded, newest first."""
+        where = JobFilter(status=[JobStatus.FAILED], type=job_type, discarded=False)
         return await (await self.store()).job_list(where, limit=limit)
 
     async def cancel(self, job_id: uuid.UUID | str, *, actor: str | None = None) -> Job | None:

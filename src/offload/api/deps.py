@@ -36,6 +36,7 @@ class ApiState:
     rate: RateLimiter = field(init=False)
     queues: QueueLimiter = field(init=False)
     inflight: set[tuple[str, str]] = field(default_factory=set)
+    _job_paths: dict[int, str] = field(default_factory=dict)
     """Idempotency keys (tenant, key) whose first request this process is still answering."""
 
     def __post_init__(self) -> None:
@@ -74,10 +75,19 @@ class ApiState:
             await asyncio.sleep(min(self.settings.wait_poll_interval, left))
 
     def location(self, request: Request, job_id: uuid.UUID) -> str:
-        path = request.app.url_path_for("get_job", job_id=str(job_id))
+        # Route reversal costs a tenth of a submit: resolve the path prefix once per app (it
+        # depends on where the router is mounted), then only concatenate.
+        prefix = self._job_paths.get(id(request.app))
+        if prefix is None:
+            marker = "0" * 32
+            path = str(request.app.url_path_for("get_job", job_id=marker))
+            prefix = self._job_paths[id(request.app)] = path.removesuffix(marker)
+        path = prefix + str(job_id)
         if self.settings.public_url:
             return self.settings.public_url + path
-        return str(path.make_absolute_url(request.base_url))
+        root = request.scope.get("root_path", "")
+        base = str(request.base_url).rstrip("/")
+        return base.removesuffix(root) + path if root and path.startswith(root) else base + path
 
 
 def principal_dependency(state: ApiState) -> Callable[..., Awaitable[Principal]]:
