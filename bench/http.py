@@ -542,7 +542,7 @@ def run_http(
     """All HTTP scenarios, ``repeat`` times; never raises (failures end up in the result)."""
     sizes = HTTP_QUICK if quick else HTTP_FULL
     result = HttpResult(
-        config=f"offload serve: 1 uvicorn process ({_uvicorn_impl()}), rate limit off; "
+        config=f"offload serve --workers {API_WORKERS} ({_uvicorn_impl()}), rate limit off; "
         f"PostgreSQL; burst workers: offload worker {' '.join(WORKER_ARGS[:6])}",
         sizes=asdict(sizes),
     )
