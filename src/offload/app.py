@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from .config import Settings
 from .errors import SchemaOutdated
 from .ids import parse_job_id, uuid7, uuid7_many
-from .jobs import Job, JobStatus
+from .jobs import Job
 from .registry import JobSpec, Registry, input_model_of
 from .store import JobFilter, NewJob, QueueInfo, Store, open_store
 from .store.queries import load_migrations
@@ -159,9 +159,7 @@ class Offload:
     ) -> NewJob:
         spec = self.registry.get(job_type)
         data = spec.dump(input)
-        wait = _delay_seconds(delay, run_at)
-        queue = queue or spec.queue
-        priority = spec.priority if priority is None else priority
+        queue, priority, wait = _placement(spec, queue, priority, delay, run_at)
         request_hash = None
         if idempotency_key is not None:
             canonical = json.dumps(
@@ -245,9 +243,7 @@ class Offload:
         all in one round trip. With many thousands, pass them in chunks of about 10,000."""
         spec = self.registry.get(job_type)
         data = spec.dump_many(list(inputs))
-        wait = _delay_seconds(delay, run_at)
-        queue = queue or spec.queue
-        priority = spec.priority if priority is None else priority
+        queue, priority, wait = _placement(spec, queue, priority, delay, run_at)
         new = [
             NewJob(
                 id=job_id,
@@ -277,7 +273,7 @@ class Offload:
 
     async def dead_letters(self, *, job_type: str | None = None, limit: int = 50) -> list[Job]:
         """Jobs that failed for good and were not discarded, newest first."""
-        where = JobFilter(status=[JobStatus.FAILED], type=job_type, discarded=False)
+        where = JobFilter.dead_letters(type=job_type)
         return await (await self.store()).job_list(where, limit=limit)
 
     async def cancel(self, job_id: uuid.UUID | str, *, actor: str | None = None) -> Job | None:
@@ -320,6 +316,21 @@ class Offload:
         if parsed is None:
             return []
         return await (await self.store()).job_events(parsed, after_seq)
+
+
+def _placement(
+    spec: JobSpec,
+    queue: str | None,
+    priority: int | None,
+    delay: float | None,
+    run_at: datetime | None,
+) -> tuple[str, int, float]:
+    """Queue, priority and seconds until due: the submitter's choice, else the job type's."""
+    return (
+        queue or spec.queue,
+        spec.priority if priority is None else priority,
+        _delay_seconds(delay, run_at),
+    )
 
 
 def _delay_seconds(delay: float | None, run_at: datetime | None) -> float:

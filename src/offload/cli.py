@@ -442,12 +442,8 @@ def dlq_list(
     offload = _app(app)
 
     async def go() -> list[Job]:
-        from .store import JobFilter
-
-        # Discarded dead letters stay failed but leave the list, as in the API.
-        where = JobFilter(status=[JobStatus.FAILED], type=job_type, discarded=False)
         async with offload:
-            return await offload.list_jobs(where, limit=limit)
+            return await offload.dead_letters(job_type=job_type, limit=limit)
 
     _print_jobs(_run(go()), errors=True)
 
@@ -572,37 +568,29 @@ def queues_list(app: AppOption = None) -> None:
 @queues_cli.command("pause")
 def queues_pause(name: str, app: AppOption = None) -> None:
     """Workers stop claiming from the queue; nothing waiting is lost."""
-    api = _remote()
-    if api is not None:
-        _over_api(api, lambda c: c.pause_queue(name))
-        out.print(f"queue {name} paused")
-        return
-    offload = _app(app)
-
-    async def go() -> None:
-        async with offload:
-            await offload.pause_queue(name, actor=f"cli:{_user()}")
-
-    _run(go())
-    out.print(f"queue {name} paused")
+    _set_paused(name, True, app)
 
 
 @queues_cli.command("resume")
 def queues_resume(name: str, app: AppOption = None) -> None:
     """Workers claim from the queue again."""
+    _set_paused(name, False, app)
+
+
+def _set_paused(name: str, paused: bool, app: str | None) -> None:
     api = _remote()
     if api is not None:
-        _over_api(api, lambda c: c.resume_queue(name))
-        out.print(f"queue {name} resumed")
-        return
-    offload = _app(app)
+        _over_api(api, lambda c: c.pause_queue(name) if paused else c.resume_queue(name))
+    else:
+        offload = _app(app)
 
-    async def go() -> None:
-        async with offload:
-            await offload.resume_queue(name, actor=f"cli:{_user()}")
+        async def go() -> None:
+            async with offload:
+                change = offload.pause_queue if paused else offload.resume_queue
+                await change(name, actor=f"cli:{_user()}")
 
-    _run(go())
-    out.print(f"queue {name} resumed")
+        _run(go())
+    out.print(f"queue {name} {'paused' if paused else 'resumed'}")
 
 
 @db_cli.command("upgrade")

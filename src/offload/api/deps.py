@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..app import Offload
 from ..jobs import Job
-from ..store import Store
+from ..store import JobFilter, Store
 from .auth import Authenticator, Principal
 from .limits import QueueLimiter, RateLimiter
 from .problems import Problem
@@ -73,6 +73,21 @@ class ApiState:
             if left <= 0:
                 return job
             await asyncio.sleep(min(self.settings.wait_poll_interval, left))
+
+    async def job_page(
+        self,
+        where: JobFilter,
+        size: int,
+        token: uuid.UUID | None,
+        render: Callable[[Job], dict[str, Any]],
+    ) -> Response:
+        """One cursor page: ``{"jobs", "next_page_token"}``. The token is the id of the last
+        job shown (ids are UUIDv7 and the store pages by id), so any UUID is a valid one."""
+        jobs = await (await self.store()).job_list(where, limit=size + 1, after=token)
+        next_token = str(jobs[size - 1].id) if len(jobs) > size else None
+        return json_response(
+            {"jobs": [render(j) for j in jobs[:size]], "next_page_token": next_token}
+        )
 
     def location(self, request: Request, job_id: uuid.UUID) -> str:
         # Route reversal costs a tenth of a submit: resolve the path prefix once per app (it

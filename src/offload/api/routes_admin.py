@@ -21,14 +21,13 @@ from .schemas import (
     KeyOut,
     KeyRequest,
     NewKeyOut,
+    PageToken,
     QueueOut,
     ReplayManyRequest,
     ReplayManyResult,
     ReplayRequest,
     Timestamp,
     admin_job_json,
-    decode_cursor,
-    encode_cursor,
     key_json,
     queue_json,
 )
@@ -48,14 +47,6 @@ def admin_router(state: ApiState) -> APIRouter:
             raise Problem(404, "job_not_found", f"no {what} {job_id}")
         return job
 
-    async def page(where: JobFilter, size: int, token: str | None) -> Response:
-        after = decode_cursor(token) if token else None
-        jobs = await (await state.store()).job_list(where, limit=size + 1, after=after)
-        next_token = encode_cursor(jobs[size - 1]) if len(jobs) > size else None
-        return json_response(
-            {"jobs": [admin_job_json(j) for j in jobs[:size]], "next_page_token": next_token}
-        )
-
     # -- all jobs ----------------------------------------------------------------------------
 
     @router.get(
@@ -73,9 +64,7 @@ def admin_router(state: ApiState) -> APIRouter:
         created_after: Timestamp | None = None,
         created_before: Timestamp | None = None,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-        page_token: Annotated[
-            uuid.UUID | None, Query(description="next_page_token of the previous page.")
-        ] = None,
+        page_token: PageToken = None,
     ) -> Response:
         where = JobFilter(
             status=status or None,
@@ -85,7 +74,7 @@ def admin_router(state: ApiState) -> APIRouter:
             created_after=created_after,
             created_before=created_before,
         )
-        return await page(where, page_size, page_token)
+        return await state.job_page(where, page_size, page_token, admin_job_json)
 
     @router.get(
         "/jobs/{job_id}",
@@ -114,20 +103,16 @@ def admin_router(state: ApiState) -> APIRouter:
         failed_after: Timestamp | None = None,
         failed_before: Timestamp | None = None,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-        page_token: Annotated[
-            uuid.UUID | None, Query(description="next_page_token of the previous page.")
-        ] = None,
+        page_token: PageToken = None,
     ) -> Response:
-        where = JobFilter(
-            status=[JobStatus.FAILED],
+        where = JobFilter.dead_letters(
             type=type,
             error_code=error_code,
             owner=tenant,
-            finished_after=failed_after,
-            finished_before=failed_before,
-            discarded=False,
+            failed_after=failed_after,
+            failed_before=failed_before,
         )
-        return await page(where, page_size, page_token)
+        return await state.job_page(where, page_size, page_token, admin_job_json)
 
     @router.get(
         "/dead-letters/{job_id}",
@@ -169,14 +154,12 @@ def admin_router(state: ApiState) -> APIRouter:
     )
     async def replay_dead_letters(caller: admin, body: ReplayManyRequest) -> Response:
         f = body.filter
-        where = JobFilter(
-            status=[JobStatus.FAILED],
+        where = JobFilter.dead_letters(
             type=f.type,
             error_code=f.error_code,
             owner=f.tenant,
-            finished_after=f.failed_after,
-            finished_before=f.failed_before,
-            discarded=False,
+            failed_after=f.failed_after,
+            failed_before=f.failed_before,
         )
         store = await state.store()
         matched = await store.job_count(where)

@@ -26,10 +26,9 @@ from .schemas import (
     NO_NUL,
     JobOut,
     JobPage,
+    PageToken,
     Timestamp,
     build_submit_model,
-    decode_cursor,
-    encode_cursor,
     job_json,
 )
 
@@ -187,9 +186,7 @@ def jobs_router(state: ApiState) -> APIRouter:
         created_after: Timestamp | None = None,
         created_before: Timestamp | None = None,
         page_size: Annotated[int, Query(ge=1, le=500)] = s.page_size,
-        page_token: Annotated[
-            uuid.UUID | None, Query(description="next_page_token of the previous page.")
-        ] = None,
+        page_token: PageToken = None,
     ) -> Response:
         where = JobFilter(
             status=status or None,
@@ -198,13 +195,7 @@ def jobs_router(state: ApiState) -> APIRouter:
             created_after=created_after,
             created_before=created_before,
         )
-        after = decode_cursor(page_token) if page_token else None
-        store = await state.store()
-        jobs = await store.job_list(where, limit=page_size + 1, after=after)
-        token = encode_cursor(jobs[page_size - 1]) if len(jobs) > page_size else None
-        return json_response(
-            {"jobs": [job_json(j) for j in jobs[:page_size]], "next_page_token": token}
-        )
+        return await state.job_page(where, page_size, page_token, job_json)
 
     @router.post(
         "/{job_id}/cancel",

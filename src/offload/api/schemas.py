@@ -122,16 +122,6 @@ PageToken = Annotated[
 ]
 
 
-def encode_cursor(job: Job) -> str:
-    """The next page starts after this job. Ids are UUIDv7, ordered by creation, and the
-    store pages by id, so the last id seen is the whole cursor (and any UUID is a valid one)."""
-    return str(job.id)
-
-
-def decode_cursor(token: uuid.UUID) -> tuple[datetime, uuid.UUID]:
-    return datetime.now(UTC), token
-
-
 # -- submitting ------------------------------------------------------------------------------
 
 

@@ -115,6 +115,27 @@ class JobFilter:
     discarded: bool | None = None
     """False: leave out discarded dead letters (the dead-letter list); True: only those."""
 
+    @classmethod
+    def dead_letters(
+        cls,
+        *,
+        type: str | None = None,
+        error_code: str | None = None,
+        owner: str | None = None,
+        failed_after: datetime | None = None,
+        failed_before: datetime | None = None,
+    ) -> JobFilter:
+        """The dead-letter list: failed for good and not discarded."""
+        return cls(
+            status=[JobStatus.FAILED],
+            type=type,
+            error_code=error_code,
+            owner=owner,
+            finished_after=failed_after,
+            finished_before=failed_before,
+            discarded=False,
+        )
+
 
 ROLES = ("client", "viewer", "admin")
 
@@ -215,11 +236,11 @@ class Store(abc.ABC):
         where: JobFilter,
         *,
         limit: int = 50,
-        after: tuple[datetime, uuid.UUID] | None = None,
+        after: uuid.UUID | None = None,
     ) -> list[Job]:
         """Newest first (by id: UUIDv7 ids are time-ordered, and the primary key serves the
-        order without an index of its own); ``after`` is the (created_at, id) of the last job
-        of the previous page, of which the id decides."""
+        order without an index of its own); ``after`` is the id of the last job of the
+        previous page."""
 
     @abc.abstractmethod
     async def job_events(self, job_id: uuid.UUID, after_seq: int = 0) -> list[JobEvent]: ...

@@ -8,7 +8,6 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -254,11 +253,11 @@ class PostgresStore(Store):
         where: JobFilter,
         *,
         limit: int = 50,
-        after: tuple[datetime, uuid.UUID] | None = None,
+        after: uuid.UUID | None = None,
     ) -> list[Job]:
         clauses, args = _filter_sql(where)
         if after is not None:
-            args.append(after[1])
+            args.append(after)
             clauses.append(f"id < ${len(args)}")
         sql = "SELECT * FROM offload_jobs"
         if clauses:

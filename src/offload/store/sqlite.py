@@ -285,12 +285,12 @@ class SQLiteStore(Store):
         where: JobFilter,
         *,
         limit: int = 50,
-        after: tuple[datetime, uuid.UUID] | None = None,
+        after: uuid.UUID | None = None,
     ) -> list[Job]:
         clauses, args = _filter_sql(where)
         if after is not None:
             clauses.append("id < ?")
-            args.append(str(after[1]))
+            args.append(str(after))
         sql = "SELECT * FROM offload_jobs"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
