@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from .config import Settings
 from .errors import SchemaOutdated
 from .ids import parse_job_id, uuid7, uuid7_many
-from .jobs import Job
+from .jobs import Job, JobEvent
 from .registry import JobSpec, Registry, input_model_of
 from .store import JobFilter, NewJob, QueueInfo, Store, open_store
 from .store.queries import load_migrations
@@ -311,7 +311,7 @@ class Offload:
     async def queues(self) -> list[QueueInfo]:
         return await (await self.store()).queue_list()
 
-    async def events(self, job_id: uuid.UUID | str, after_seq: int = 0) -> list[Any]:
+    async def events(self, job_id: uuid.UUID | str, after_seq: int = 0) -> list[JobEvent]:
         parsed = parse_job_id(job_id)
         if parsed is None:
             return []

@@ -249,20 +249,16 @@ class Worker:
     # -- side tasks --------------------------------------------------------------------------
 
     async def _complete_forever(self) -> None:
-        stop = False
-        while not stop:
-            batch: list[Outcome] = []
-            item = await self._outcomes.get()
-            while True:
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-                if stop or len(batch) >= _BATCH or self._outcomes.empty():
-                    break
-                item = self._outcomes.get_nowait()
+        """Write what has finished, as one batch per wake-up, until told to stop (None)."""
+        while True:
+            items = [await self._outcomes.get()]
+            while items[-1] is not None and len(items) < _BATCH and not self._outcomes.empty():
+                items.append(self._outcomes.get_nowait())
+            batch = [item for item in items if item is not None]
             if batch:
                 await self._write(batch)
+            if items[-1] is None:
+                return
 
     async def _write(self, batch: list[Outcome]) -> None:
         delay = 0.05
