@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from .base import ApiKey, HeartbeatResult, JobFilter, Lease, NewJob, Outcome, QueueInfo, Store
+from .base import (
+    ApiKey,
+    EventFilter,
+    FeedEvent,
+    FeedPage,
+    HeartbeatResult,
+    JobFilter,
+    Lease,
+    NewJob,
+    Outcome,
+    QueueInfo,
+    Store,
+)
 
 
 def open_store(url: str) -> Store:
@@ -23,6 +35,9 @@ def open_store(url: str) -> Store:
 
 __all__ = [
     "ApiKey",
+    "EventFilter",
+    "FeedEvent",
+    "FeedPage",
     "HeartbeatResult",
     "JobFilter",
     "Lease",

@@ -158,6 +158,39 @@ class ApiKey:
         return self.revoked_at is None
 
 
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which feed events to return; None (or empty) means any."""
+
+    owner: str | None = None
+    """The job's tenant."""
+    event_types: Sequence[str] | None = None
+    """``job.queued``, ``job.progress``, …"""
+    job_types: Sequence[str] | None = None
+    queues: Sequence[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One event of the global feed with the job it belongs to."""
+
+    cursor: str
+    """Opaque position of this event in the feed: pass to :meth:`Store.events_after` to get
+    the events after it."""
+    event: JobEvent
+    job: Job
+    """The job as it is now (its owner, type and queue never change; the rest may have moved
+    on since the event: see :func:`offload.events.payload.job_as_of`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    events: list[FeedEvent]
+    cursor: str
+    """Where to continue: after the last event returned, or further when the page is not full
+    (the filtered-out stretch already read is not read again)."""
+
+
 def inserted_job(job: NewJob, now: datetime) -> Job:
     """The snapshot of a job just inserted at ``now``, built without reading it back."""
     delayed = job.delay > 0
@@ -244,6 +277,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def job_events(self, job_id: uuid.UUID, after_seq: int = 0) -> list[JobEvent]: ...
+
+    @abc.abstractmethod
+    async def events_after(
+        self, cursor: str | None, where: EventFilter | None = None, *, limit: int = 500
+    ) -> FeedPage:
+        """The global feed: events of every job committed after ``cursor`` (None: from the
+        start), in commit order, never skipping one that commits later. Raises ValueError for a
+        cursor this store did not make."""
+
+    @abc.abstractmethod
+    async def events_head(self) -> str:
+        """A cursor at the feed's end now: tail from here to see only what comes next."""
 
     # -- the worker's side -------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ from ..states import ensure_transition
 from ..types import JSON
 from .base import (
     ApiKey,
+    EventFilter,
+    FeedEvent,
+    FeedPage,
     HeartbeatResult,
     JobFilter,
     Lease,
@@ -281,6 +284,38 @@ class PostgresStore(Store):
             for r in rows
         ]
 
+    # -- the global feed -----------------------------------------------------------------------
+
+    async def events_after(
+        self, cursor: str | None, where: EventFilter | None = None, *, limit: int = 500
+    ) -> FeedPage:
+        tx, event_id = _parse_cursor(cursor)
+        async with self.pool.acquire() as conn:
+            # The horizon first: every transaction below it has ended, so the query after it
+            # sees all their events and no event committed later can sort below it.
+            horizon = int(await conn.fetchval(Q["feed_horizon"]))
+            args: list[Any] = [tx, event_id, horizon]
+            clauses = ["(e.tx, e.id) > ($1::xid8, $2::bigint)", "e.tx < $3::xid8"]
+            clauses += _feed_filter_sql(where, args)
+            args.append(limit)
+            sql = (
+                Q["feed_select"]
+                + " WHERE "
+                + " AND ".join(clauses)
+                + f" ORDER BY e.tx, e.id LIMIT ${len(args)}"
+            )
+            rows = await conn.fetch(sql, *args)
+        events = [_feed_event(r) for r in rows]
+        if len(rows) < limit:  # everything below the horizon was read
+            after = max((tx, event_id), (horizon - 1, _MAX_ID))
+        else:
+            after = (int(rows[-1]["ev_tx"]), rows[-1]["ev_id"])
+        return FeedPage(events, _cursor(*after))
+
+    async def events_head(self) -> str:
+        horizon = int(await self.pool.fetchval(Q["feed_horizon"]))
+        return _cursor(horizon - 1, _MAX_ID)
+
     # -- the worker's side -------------------------------------------------------------------
 
     async def job_claim(
@@ -519,6 +554,58 @@ class PostgresStore(Store):
                 continue
             self._on_jobs()  # work may have arrived while nobody was listening
             return
+
+
+_MAX_ID = 2**63 - 1
+
+
+def _cursor(tx: int, event_id: int) -> str:
+    return f"{tx}.{event_id}"
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, int]:
+    if not cursor:
+        return 0, 0
+    try:
+        tx, event_id = (int(part) for part in cursor.split("."))
+    except ValueError:
+        raise ValueError(f"not an event cursor of this store: {cursor!r}") from None
+    if not (0 <= tx <= _MAX_ID and 0 <= event_id <= _MAX_ID):
+        raise ValueError(f"not an event cursor of this store: {cursor!r}")
+    return tx, event_id
+
+
+def _feed_event(row: asyncpg.Record) -> FeedEvent:
+    job = Job.from_row(row)
+    return FeedEvent(
+        cursor=_cursor(int(row["ev_tx"]), row["ev_id"]),
+        event=JobEvent(
+            job_id=job.id,
+            seq=row["ev_seq"],
+            type=row["ev_type"],
+            status=JobStatus(row["ev_status"]),
+            attempt=row["ev_attempt"],
+            data=row["ev_data"] or {},
+            created_at=row["ev_created_at"],
+        ),
+        job=job,
+    )
+
+
+def _feed_filter_sql(where: EventFilter | None, args: list[Any]) -> list[str]:
+    if where is None:
+        return []
+    clauses = []
+    for column, value in [
+        ("j.owner = ${}", where.owner),
+        ("e.type = ANY(${}::text[])", list(where.event_types or [])),
+        ("j.type = ANY(${}::text[])", list(where.job_types or [])),
+        ("j.queue = ANY(${}::text[])", list(where.queues or [])),
+    ]:
+        if value:
+            args.append(value)
+            clauses.append(column.format(len(args)))
+    return clauses
 
 
 def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:

@@ -25,6 +25,9 @@ from ..states import ensure_transition
 from ..types import JSON
 from .base import (
     ApiKey,
+    EventFilter,
+    FeedEvent,
+    FeedPage,
     HeartbeatResult,
     JobFilter,
     Lease,
@@ -317,6 +320,38 @@ class SQLiteStore(Store):
                 )
                 for r in rows
             ]
+
+        return await self._read(run)
+
+    # -- the global feed -----------------------------------------------------------------------
+
+    async def events_after(
+        self, cursor: str | None, where: EventFilter | None = None, *, limit: int = 500
+    ) -> FeedPage:
+        after = _parse_cursor(cursor)
+        clauses, args = _feed_filter_sql(where)
+
+        def run(conn: sqlite3.Connection, now: float) -> tuple[int, list[FeedEvent]]:
+            # Writers are serialized, so ids are commit order; the horizon is read first and
+            # bounds the query, so "not a full page" means "read up to the horizon".
+            horizon = conn.execute(Q["feed_horizon"]).fetchone()[0]
+            sql = (
+                Q["feed_select"]
+                + " WHERE "
+                + " AND ".join(["e.id > ?", "e.id <= ?", *clauses])
+                + " ORDER BY e.id LIMIT ?"
+            )
+            rows = conn.execute(sql, [after, horizon, *args, limit]).fetchall()
+            return horizon, [_feed_event(r) for r in rows]
+
+        horizon, events = await self._read(run)
+        if len(events) < limit:
+            return FeedPage(events, str(max(after, horizon)))
+        return FeedPage(events, events[-1].cursor)
+
+    async def events_head(self) -> str:
+        def run(conn: sqlite3.Connection, now: float) -> str:
+            return str(conn.execute(Q["feed_horizon"]).fetchone()[0])
 
         return await self._read(run)
 
@@ -656,6 +691,50 @@ class SQLiteStore(Store):
             return _api_key(row) if row else None
 
         return await self._tx(run)
+
+
+def _parse_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    if not cursor.isdecimal() or int(cursor) > 2**63 - 1:
+        raise ValueError(f"not an event cursor of this store: {cursor!r}")
+    return int(cursor)
+
+
+def _feed_event(row: sqlite3.Row) -> FeedEvent:
+    job = _job(row)
+    return FeedEvent(
+        cursor=str(row["ev_id"]),
+        event=JobEvent(
+            job_id=job.id,
+            seq=row["ev_seq"],
+            type=row["ev_type"],
+            status=JobStatus(row["ev_status"]),
+            attempt=row["ev_attempt"],
+            data=json.loads(row["ev_data"]) if row["ev_data"] else {},
+            created_at=datetime.fromtimestamp(row["ev_created_at"], UTC),
+        ),
+        job=job,
+    )
+
+
+def _feed_filter_sql(where: EventFilter | None) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if where is None:
+        return clauses, args
+    if where.owner:
+        clauses.append("j.owner = ?")
+        args.append(where.owner)
+    for column, values in [
+        ("e.type", where.event_types),
+        ("j.type", where.job_types),
+        ("j.queue", where.queues),
+    ]:
+        if values:
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+            args += list(values)
+    return clauses, args
 
 
 def _api_key(row: sqlite3.Row) -> ApiKey:

@@ -300,3 +300,13 @@ SELECT * FROM job
 
 -- name: queue_depth
 SELECT count(*) FROM offload_jobs WHERE queue = $1 AND status IN ({claimable})
+
+-- name: feed_horizon
+-- Every transaction older than this has ended: the feed may safely read up to it.
+SELECT pg_snapshot_xmin(pg_current_snapshot())
+
+-- name: feed_select
+SELECT e.tx AS ev_tx, e.id AS ev_id, e.seq AS ev_seq, e.type AS ev_type,
+       e.status AS ev_status, e.attempt AS ev_attempt, e.data AS ev_data,
+       e.created_at AS ev_created_at, j.*
+FROM offload_job_events e JOIN offload_jobs j ON j.id = e.job_id

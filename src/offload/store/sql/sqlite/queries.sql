@@ -189,3 +189,11 @@ RETURNING *
 
 -- name: queue_depth
 SELECT count(*) FROM offload_jobs WHERE queue = :name AND status IN ({claimable})
+
+-- name: feed_horizon
+SELECT coalesce(max(id), 0) FROM offload_job_events
+
+-- name: feed_select
+SELECT e.id AS ev_id, e.seq AS ev_seq, e.type AS ev_type, e.status AS ev_status,
+       e.attempt AS ev_attempt, e.data AS ev_data, e.created_at AS ev_created_at, j.*
+FROM offload_job_events e JOIN offload_jobs j ON j.id = e.job_id

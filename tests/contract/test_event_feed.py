@@ -1,0 +1,169 @@
+"""The global event feed (``Store.events_after``): every job's events in commit order, resumable
+from an opaque cursor, never skipping an event that commits late. Runs on every store."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from offload.jobs import JobStatus
+from offload.store import EventFilter, FeedEvent, Outcome, Store
+from tests.contract.helpers import claim_one, insert, new_job
+
+
+def seen(events: list[FeedEvent]) -> list[tuple[uuid.UUID, int, str]]:
+    return [(f.event.job_id, f.event.seq, f.event.type) for f in events]
+
+
+async def read_all(store: Store, cursor: str | None, where: EventFilter | None = None, **kw: Any):
+    events: list[FeedEvent] = []
+    while True:
+        page = await store.events_after(cursor, where, **kw)
+        events += page.events
+        if page.cursor == cursor:
+            return events, cursor
+        cursor = page.cursor
+
+
+async def test_the_feed_returns_every_event_once_in_order_with_its_job(store: Store) -> None:
+    a = await insert(store, owner="acme", queue="mail", type="test.job")
+    b = await insert(store, owner="zeta", queue="reports", type="test.job")
+    running = await claim_one(store)  # a: the oldest
+    assert running.id == a.id
+    await store.job_progress(a.id, running.attempt, 50.0, "half", running.worker_id)
+    outcome = Outcome(a.id, running.attempt, JobStatus.SUCCEEDED, result='{"ok":true}')
+    assert await store.job_finish_many([outcome]) == [a.id]
+
+    page = await store.events_after(None)
+    assert seen(page.events) == [
+        (a.id, 1, "job.queued"),
+        (b.id, 1, "job.queued"),
+        (a.id, 2, "job.running"),
+        (a.id, 3, "job.progress"),
+        (a.id, 4, "job.succeeded"),
+    ]
+    progress = page.events[3]
+    assert progress.event.data == {"percent": 50.0, "message": "half"}
+    assert progress.job.owner == "acme" and progress.job.queue == "mail"
+    assert progress.job.type == "test.job" and page.events[1].job.owner == "zeta"
+    assert page.events[-1].job.status is JobStatus.SUCCEEDED and page.events[-1].job.result
+    # Cursors are strictly increasing strings in feed order and resume exactly after one.
+    for i, event in enumerate(page.events):
+        rest = await store.events_after(event.cursor)
+        assert seen(rest.events) == seen(page.events[i + 1 :])
+    # Nothing new: the same position again (or further), never an event twice.
+    again = await store.events_after(page.cursor)
+    assert again.events == []
+
+
+async def test_pages_of_a_limit_cover_the_feed_without_gap_or_duplicate(store: Store) -> None:
+    jobs = [await insert(store) for _ in range(7)]
+    events, _ = await read_all(store, None, limit=3)
+    assert [e.event.job_id for e in events] == [j.id for j in jobs]
+
+
+async def test_filters_by_owner_event_type_job_type_and_queue(store: Store) -> None:
+    a = await insert(store, owner="acme", queue="mail", type="test.job")
+    b = await insert(store, owner="zeta", queue="reports", type="test.job")
+    c = await insert(store, owner="acme", queue="reports", type="other.job")
+    running = await claim_one(store)
+    assert running.id == a.id
+
+    async def ids(where: EventFilter) -> list[tuple[uuid.UUID, str]]:
+        events, _ = await read_all(store, None, where, limit=2)
+        return [(e.event.job_id, e.event.type) for e in events]
+
+    acme = [(a.id, "job.queued"), (c.id, "job.queued"), (a.id, "job.running")]
+    assert await ids(EventFilter(owner="acme")) == acme
+    assert await ids(EventFilter(event_types=["job.running"])) == [(a.id, "job.running")]
+    assert await ids(EventFilter(job_types=["other.job"])) == [(c.id, "job.queued")]
+    reports = [(b.id, "job.queued"), (c.id, "job.queued")]
+    assert await ids(EventFilter(queues=["reports"])) == reports
+    both = EventFilter(owner="acme", queues=["reports", "mail"], event_types=["job.queued"])
+    assert await ids(both) == [(a.id, "job.queued"), (c.id, "job.queued")]
+    assert await ids(EventFilter(owner="nobody")) == []
+
+
+async def test_a_filtered_page_moves_the_cursor_past_what_it_read(store: Store) -> None:
+    await insert(store, owner="zeta")
+    page = await store.events_after(None, EventFilter(owner="acme"))
+    assert page.events == []
+    mine = await insert(store, owner="acme")
+    later = await store.events_after(page.cursor, EventFilter(owner="acme"))
+    assert [e.event.job_id for e in later.events] == [mine.id]
+
+
+async def test_the_head_is_the_end_of_the_feed_now(store: Store) -> None:
+    await insert(store)
+    head = await store.events_head()
+    assert (await store.events_after(head)).events == []
+    new = await insert(store)
+    assert [e.event.job_id for e in (await store.events_after(head)).events] == [new.id]
+
+
+@pytest.mark.parametrize("cursor", ["x", "1.2.3", "-1", "1e3", "99999999999999999999999"])
+async def test_a_cursor_this_store_did_not_make_is_refused(store: Store, cursor: str) -> None:
+    with pytest.raises(ValueError, match="cursor"):
+        await store.events_after(cursor)
+
+
+async def test_bulk_submits_are_in_the_feed(store: Store) -> None:
+    jobs = await store.job_insert_many([new_job() for _ in range(5)])
+    events, _ = await read_all(store, None)
+    assert {e.event.job_id for e in events} == {j.id for j in jobs}
+
+
+async def test_an_event_committed_late_is_not_skipped(pg_url: str) -> None:
+    """PostgreSQL: a transaction that wrote an event earlier but commits after a later one must
+    not be passed over by a reader that already saw the later one."""
+    from offload.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_url)
+    await store.connect()
+    slow = await asyncpg.connect(pg_url)
+    try:
+        before = await store.events_head()
+        tx = slow.transaction()
+        await tx.start()
+        early = new_job()
+        await slow.execute(
+            "INSERT INTO offload_jobs (id, type, queue, status, input, max_attempts, run_at, "
+            "created_at, updated_at) VALUES ($1, 'test.job', 'default', 'queued', '{}', 1, "
+            "now(), now(), now())",
+            early.id,
+        )
+        await slow.execute(
+            "INSERT INTO offload_job_events (job_id, seq, type, status, attempt, created_at) "
+            "VALUES ($1, 1, 'job.queued', 'queued', 0, now())",
+            early.id,
+        )
+        late = await insert(store)  # commits first, with a later transaction id
+        page = await store.events_after(before)
+        assert page.events == []  # held back until the older transaction ends
+        await tx.commit()
+        events, _ = await read_all(store, page.cursor)
+        assert [e.event.job_id for e in events] == [early.id, late.id]
+    finally:
+        await slow.close()
+        await store.close()
+
+
+async def test_each_event_carries_the_job_as_of_that_event(store: Store) -> None:
+    from offload.events.payload import event_data
+
+    job = await insert(store)
+    running = await claim_one(store)
+    await store.job_progress(job.id, running.attempt, 40.0, "reading", running.worker_id)
+    outcome = Outcome(job.id, running.attempt, JobStatus.SUCCEEDED, result='{"n":2}')
+    await store.job_finish_many([outcome])
+    events, _ = await read_all(store, None)
+    queued, started, progress, done = (event_data(e.job, e.event) for e in events)
+    assert queued["status"] == "queued" and "result" not in queued and queued["attempt"] == 0
+    assert queued["finished_at"] is None and queued["id"] == str(job.id)
+    assert started["status"] == "running" and started["attempt"] == 1
+    assert progress["progress"] == {"percent": 40.0, "message": "reading"}
+    assert done["status"] == "succeeded" and done["result"] == {"n": 2}
+    assert done["finished_at"] is not None and done["progress"]["percent"] == 100
