@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .context import Context
     from .errors import (
+        BrokerUnavailable,
         Canceled,
         IdempotencyConflict,
         IllegalTransition,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BrokerUnavailable",
     "Canceled",
     "Context",
     "IdempotencyConflict",
@@ -74,6 +76,7 @@ _HOMES = {
     "SchemaOutdated": "errors",
     "Settings": "config",
     "StoreUnavailable": "errors",
+    "BrokerUnavailable": "errors",
     "UnknownJobType": "errors",
     "Worker": "worker",
 }

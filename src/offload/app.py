@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from .broker import Broker, open_broker
 from .config import Settings
 from .errors import SchemaOutdated
 from .ids import parse_job_id, uuid7, uuid7_many
@@ -49,6 +50,7 @@ class Offload:
         self.settings = settings
         self.registry = registry if registry is not None else Registry()
         self._store: Store | None = None
+        self._broker: Broker | None = None
         self._connecting: asyncio.Lock | None = None
 
     # -- registering -------------------------------------------------------------------------
@@ -121,6 +123,19 @@ class Offload:
             "run `offload db upgrade`"
         )
 
+    async def broker(self) -> Broker:
+        """The connected broker of ``OFFLOAD_BROKER_URL`` (the table queue when unset)."""
+        if self._broker is not None:
+            return self._broker
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._broker is None:
+                broker = open_broker(self.settings.broker_url, prefix=self.settings.broker_prefix)
+                await broker.connect()
+                self._broker = broker
+        return self._broker
+
     async def upgrade_schema(self) -> list[int]:
         """Apply pending migrations (``offload db upgrade``); return the versions applied."""
         store = open_store(self.settings.database_url)
@@ -131,6 +146,9 @@ class Offload:
             await store.close()
 
     async def close(self) -> None:
+        if self._broker is not None:
+            await self._broker.close()
+            self._broker = None
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -22,6 +22,12 @@ class Settings:
     """Idle wait between claims when the store has no push wake-ups (SQLite)."""
     cancel_grace: float = 10.0
     """After a cancel request, an async handler that has not stopped is cancelled."""
+    broker_url: str | None = None
+    """None: the store's own table queue; ``redis://…`` Redis Streams; ``amqp://…`` RabbitMQ."""
+    broker_prefix: str = "offload"
+    """Namespace of every key, stream or queue a broker creates (one per deployment)."""
+    reconcile_interval: float = 10.0
+    """How often the reconciler republishes jobs the store holds but the broker lost."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -29,12 +35,17 @@ class Settings:
         values: dict[str, object] = {}
         if "OFFLOAD_DATABASE_URL" in env:
             values["database_url"] = env["OFFLOAD_DATABASE_URL"]
+        if env.get("OFFLOAD_BROKER_URL"):
+            values["broker_url"] = env["OFFLOAD_BROKER_URL"]
+        if env.get("OFFLOAD_BROKER_PREFIX"):
+            values["broker_prefix"] = env["OFFLOAD_BROKER_PREFIX"]
         for name, var in [
             ("lease_seconds", "OFFLOAD_LEASE_SECONDS"),
             ("idempotency_ttl_seconds", "OFFLOAD_IDEMPOTENCY_TTL"),
             ("reap_interval", "OFFLOAD_REAP_INTERVAL"),
             ("poll_interval", "OFFLOAD_POLL_INTERVAL"),
             ("cancel_grace", "OFFLOAD_CANCEL_GRACE"),
+            ("reconcile_interval", "OFFLOAD_RECONCILE_INTERVAL"),
         ]:
             if var in env:
                 try:
@@ -45,6 +56,8 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.lease_seconds <= 0:
             raise ValueError("OFFLOAD_LEASE_SECONDS must be > 0")
+        if settings.reconcile_interval <= 0:
+            raise ValueError("OFFLOAD_RECONCILE_INTERVAL must be > 0")
         return settings
 
 

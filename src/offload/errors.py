@@ -104,6 +104,14 @@ class StoreUnavailable(OffloadError):
     code = "store_unavailable"
 
 
+class BrokerUnavailable(OffloadError):
+    """The broker cannot be reached or refused us. The job rows are stored already, so nothing
+    is lost: the outbox publishes them once it is back. The message names the URL without its
+    password."""
+
+    code = "broker_unavailable"
+
+
 class SchemaOutdated(OffloadError):
     """The database schema is older than this version of offload: run ``offload db upgrade``."""
 

@@ -306,6 +306,21 @@ class Store(abc.ABC):
         types from unpaused queues; each becomes ``running`` with ``attempt + 1`` and a lease."""
 
     @abc.abstractmethod
+    async def job_claim_ids(
+        self,
+        job_ids: Sequence[uuid.UUID],
+        *,
+        types: Sequence[str],
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[Job]:
+        """Claim exactly these jobs (a broker delivered their ids), in one statement: those
+        still waiting and due, of the given types, in unpaused queues. The rest (a duplicate
+        delivery, a job running elsewhere, canceled, finished, not yet due, paused) are left
+        alone. Each claimed job becomes ``running`` with ``attempt + 1`` and a lease, as with
+        :meth:`job_claim`; the result is ordered by priority, then ``run_at``."""
+
+    @abc.abstractmethod
     async def job_heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> HeartbeatResult:
         """Extend the leases still held; report lost ones and pending cancel requests. All
         leases of one call belong to one worker (the first lease's ``worker_id``)."""

@@ -340,6 +340,24 @@ class PostgresStore(Store):
             )
         return [Job.from_row(r) for r in rows]
 
+    async def job_claim_ids(
+        self,
+        job_ids: Sequence[uuid.UUID],
+        *,
+        types: Sequence[str],
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[Job]:
+        if not job_ids:
+            return []
+        async with self._claim_lock:
+            if self._claimer is None or self._claimer.is_closed():
+                self._claimer = await self._claim_connection()
+            rows = await self._claimer.fetch(
+                Q["job_claim_ids"], list(job_ids), list(types), worker_id, lease_seconds
+            )
+        return [Job.from_row(r) for r in rows]
+
     async def _claim_connection(self) -> asyncpg.Connection:
         """Claims commit without waiting for the WAL flush: a claim forgotten by a database
         crash only puts a job back in the queue, and the worker id in every fenced write keeps

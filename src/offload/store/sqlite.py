@@ -386,6 +386,35 @@ class SQLiteStore(Store):
         jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
         return jobs
 
+    async def job_claim_ids(
+        self,
+        job_ids: Sequence[uuid.UUID],
+        *,
+        types: Sequence[str],
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[Job]:
+        def run(conn: sqlite3.Connection, now: float) -> list[Job]:
+            rows = conn.execute(
+                Q["job_claim_ids"],
+                {
+                    "ids": _dumps([str(i) for i in job_ids]),
+                    "types": _dumps(list(types)),
+                    "worker_id": worker_id,
+                    "lease": lease_seconds,
+                    "now": now,
+                },
+            ).fetchall()
+            for r in rows:
+                self._log(conn, now, r, "job.running", "running")
+            return [_job(r) for r in rows]
+
+        if not job_ids:
+            return []
+        jobs = await self._tx(run)
+        jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+        return jobs
+
     async def job_heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> HeartbeatResult:
         def run(conn: sqlite3.Connection, now: float) -> HeartbeatResult:
             held: set[uuid.UUID] = set()

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..app import Offload
+from ..broker import Consumer
 from ..context import Context
 from ..jobs import Job, JobStatus
 from ..registry import JobSpec
@@ -87,6 +88,7 @@ class Worker:
         self._abort = asyncio.Event()
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="offload-job")
         self._store: Store | None = None
+        self._consumer: Consumer | None = None
         self.ready = asyncio.Event()
         """Set once the worker is connected and claiming."""
 
@@ -97,6 +99,8 @@ class Worker:
         self._stopping.set()
         self._wake.set()
         self._slot_free.set()
+        if self._consumer is not None:
+            self._consumer.interrupt()
         if now:
             self._abort.set()
 
@@ -105,20 +109,30 @@ class Worker:
         await store.listen()
         store.on_jobs(self._wake.set)
         store.on_cancel_requested(self._on_cancel_requested)
+        broker = await self.app.broker()
+        consumer = self._consumer = broker.consumer(
+            store,
+            types=self._types,
+            queues=self.queues,
+            worker_id=self.worker_id,
+            lease_seconds=self._lease,
+            capacity=self.concurrency + self.prefetch,
+        )
         completer = asyncio.create_task(self._supervised("completer", self._complete_forever))
         side_tasks = [
             asyncio.create_task(self._supervised("heartbeat", self._heartbeat_forever)),
             asyncio.create_task(self._supervised("maintenance", self._maintain_forever)),
         ]
         log.info(
-            "worker %s started (queues=%s, concurrency=%d)",
+            "worker %s started (queues=%s, concurrency=%d, broker=%s)",
             self.worker_id,
             ",".join(self.queues or ["*"]),
             self.concurrency,
+            broker.scheme,
         )
         self.ready.set()
         try:
-            await self._claim_forever(store)
+            await self._claim_forever(store, consumer)
             await self._drain()
         finally:
             for task in side_tasks:
@@ -132,6 +146,7 @@ class Worker:
             except TimeoutError:
                 log.error("could not write the last outcomes; their jobs will be retried")
             self._threads.shutdown(wait=False, cancel_futures=True)
+            await consumer.close()
             log.info("worker %s stopped", self.worker_id)
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -150,7 +165,7 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------------------------
 
-    async def _claim_forever(self, store: Store) -> None:
+    async def _claim_forever(self, store: Store, consumer: Consumer) -> None:
         idle_wait = 1.0 if store.supports_push else self.app.settings.poll_interval
         capacity = self.concurrency + self.prefetch
         failures = 0
@@ -164,13 +179,7 @@ class Worker:
                 continue
             self._wake.clear()  # before the claim: a wake-up that races with it is kept
             try:
-                jobs = await store.job_claim(
-                    types=self._types,
-                    queues=self.queues,
-                    limit=room,
-                    worker_id=self.worker_id,
-                    lease_seconds=self._lease,
-                )
+                jobs = await consumer.take(room, idle_wait)
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -179,7 +188,8 @@ class Worker:
                 continue
             self._held.extend(jobs)
             self._start_held()
-            if len(jobs) < room:
+            # A blocking consumer waited for work inside take(); the table queue waits here.
+            if len(jobs) < room and not consumer.blocking:
                 await self._sleep(idle_wait)
 
     async def _sleep(self, seconds: float) -> None:
@@ -220,6 +230,7 @@ class Worker:
                 "job %s attempt %d lost its lease; its result is discarded", job.id, job.attempt
             )
             outcome = None
+            await self._settle([job.id])
         finally:
             self._active.pop(job.id, None)
             if not self._stopping.is_set():
@@ -276,6 +287,7 @@ class Worker:
         for outcome in batch:
             if outcome.status is JobStatus.RETRYING:
                 loop.call_later(outcome.retry_delay, self._wake.set)
+        await self._settle([o.job_id for o in batch])
         if len(written) < len(batch):
             fenced = {o.job_id for o in batch} - set(written)
             log.warning(
@@ -283,6 +295,17 @@ class Worker:
                 len(fenced),
                 ", ".join(map(str, sorted(fenced))),
             )
+
+    async def _settle(self, job_ids: list[uuid.UUID]) -> None:
+        """Acknowledge the broker messages of jobs the store no longer needs them for. A failed
+        ack only means the message comes back; its claim will find nothing to run."""
+        consumer = self._consumer
+        if consumer is None or not consumer.acks or not job_ids:
+            return
+        try:
+            await consumer.settle(job_ids)
+        except Exception as exc:
+            log.warning("acknowledging %d messages failed (%s)", len(job_ids), exc)
 
     async def _flush_outcomes(self) -> None:
         batch: list[Outcome] = []
@@ -303,10 +326,14 @@ class Worker:
                 continue
             result = await self._store.job_heartbeat(leases, self._lease)  # type: ignore[union-attr]
             gone = result.lost | result.cancel_requested
+            lost_held = []
             for job in [j for j in self._held if j.id in gone]:
                 self._held.remove(job)
                 if job.id in result.cancel_requested and job.id not in result.lost:
                     self._outcomes.put_nowait(canceled(job))
+                else:
+                    lost_held.append(job.id)
+            await self._settle(lost_held)
             for job_id in result.lost:
                 active = self._active.get(job_id)
                 if active is not None:
@@ -336,6 +363,7 @@ class Worker:
             await self._store.job_release(
                 Lease(job.id, job.attempt, self.worker_id), "worker shutdown"
             )  # type: ignore[union-attr]
+        await self._settle([job.id for job in held])
         if self._active:
             log.info("draining %d running jobs (grace %.0f s)", len(self._active), self.grace)
             running = asyncio.gather(
@@ -358,3 +386,4 @@ class Worker:
             )
             if released:
                 log.info("job %s handed back for another worker", active.job.id)
+        await self._settle([active.job.id for active in leftovers])

@@ -59,6 +59,32 @@ WITH picked AS (
 )
 SELECT * FROM claimed ORDER BY priority DESC, run_at, id
 
+-- name: job_claim_ids
+-- A broker delivered these ids: claim those still claimable, due, of the given types and in
+-- unpaused queues. Rows are locked in id order and waited for (no SKIP LOCKED): two workers
+-- holding copies of one message then claim it exactly once, and none is skipped unseen.
+WITH picked AS (
+    SELECT id FROM offload_jobs
+    WHERE id = ANY($1::uuid[]) AND status IN ({claimable}) AND run_at <= now()
+      AND type = ANY($2::text[])
+      AND queue NOT IN (SELECT name FROM offload_queues WHERE paused)
+    ORDER BY id
+    FOR UPDATE
+), claimed AS (
+    UPDATE offload_jobs j
+    SET status = 'running', attempt = j.attempt + 1, worker_id = $3,
+        lease_expires_at = now() + make_interval(secs => $4),
+        started_at = coalesce(j.started_at, now()), updated_at = now(),
+        event_seq = j.event_seq + 1
+    FROM picked WHERE j.id = picked.id
+      AND j.status IN ({claimable}) AND j.run_at <= now()
+    RETURNING j.*
+), event AS (
+    INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
+    SELECT id, event_seq, 'job.running', 'running', attempt, NULL, updated_at FROM claimed
+)
+SELECT * FROM claimed ORDER BY priority DESC, run_at, id
+
 -- name: job_heartbeat
 UPDATE offload_jobs j
 SET lease_expires_at = now() + make_interval(secs => $3)

@@ -47,6 +47,17 @@ WHERE id IN (
 )
 RETURNING *
 
+-- name: job_claim_ids
+UPDATE offload_jobs
+SET status = 'running', attempt = attempt + 1, worker_id = :worker_id,
+    lease_expires_at = :now + :lease, started_at = coalesce(started_at, :now),
+    updated_at = :now, event_seq = event_seq + 1
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND status IN ({claimable}) AND run_at <= :now
+  AND type IN (SELECT value FROM json_each(:types))
+  AND queue NOT IN (SELECT name FROM offload_queues WHERE paused)
+RETURNING *
+
 -- name: job_heartbeat
 UPDATE offload_jobs SET lease_expires_at = :now + :lease
 WHERE id = :id AND attempt = :attempt AND status = 'running'
