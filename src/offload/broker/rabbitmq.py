@@ -1,0 +1,438 @@
+"""RabbitMQ through aio-pika: durable quorum queues, publisher confirms, manual acks.
+
+Topology (every name starts with the broker's ``prefix``, ``offload`` unless configured):
+
+- ``<prefix>.jobs``: a durable direct exchange; a job's message goes there with its offload
+  queue name as the routing key.
+- ``<prefix>.q.<queue>``: one durable quorum queue per offload queue, bound to the exchange by
+  that name. Whoever first publishes to (or consumes from) an offload queue declares it, so a
+  message never meets an unbound routing key.
+- ``<prefix>.dead``: a fanout dead-letter exchange and a quorum queue of the same name (capped,
+  oldest dropped first). Messages that are not offload messages go there instead of being
+  dropped, and so do the messages of jobs that failed for good, so RabbitMQ tooling sees dead
+  letters too. The store's dead-letter list stays the one that counts (replay goes through it).
+
+A worker's consumer sets ``prefetch_count`` to the worker's capacity: RabbitMQ never hands one
+worker more unacknowledged messages than it can hold. A message is acknowledged only once the
+store no longer needs it (see :class:`~offload.broker.base.MessageConsumer`), so a worker that
+dies (SIGKILL) leaves its messages unacked and RabbitMQ delivers them to another worker.
+
+``connect_robust`` reconnects after a broker restart and re-registers the consumers. Messages
+received before the break cannot be acked any more (their channel is gone); RabbitMQ delivers
+them again, and the store's claim fences the copies off, so a job still runs once.
+
+Priorities: RabbitMQ 3.10 (the version here) refuses ``x-max-priority`` on quorum queues
+(priority support for quorum queues arrived in 4.0). A queue is FIFO; a consumer hands the
+messages it has received highest priority first, so priority decides within a worker's
+prefetch window, not across a backlog. See docs/brokers.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from typing import ClassVar
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from ..config import redact_url
+from ..store import Store
+from .base import Broker, BrokerUnavailable, Delivery, Message, MessageConsumer
+
+log = logging.getLogger("offload.broker.rabbitmq")
+
+DEAD_LETTER_CAP = 100_000
+"""Most messages kept in ``<prefix>.dead``; the oldest go first (the store keeps them all)."""
+
+DISCOVER_INTERVAL = 2.0
+"""How often a consumer for every queue (``queues=None``) looks in the store for new queue
+names: RabbitMQ has no AMQP call that lists queues."""
+
+PUBLISH_TIMEOUT = 10.0
+"""Seconds to wait for a publisher confirm before calling the broker unavailable."""
+
+_ERRORS = (aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError, OSError, TimeoutError)
+
+
+class Names:
+    """Every exchange and queue name the broker uses, in one place (see the module doc)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.exchange = f"{prefix}.jobs"
+        self.dead = f"{prefix}.dead"
+
+    def queue(self, name: str) -> str:
+        return f"{self.prefix}.q.{name}"
+
+
+class RabbitBroker(Broker):
+    """``OFFLOAD_BROKER_URL=amqp://user:password@host:5672/vhost``.
+
+    >>> broker = RabbitBroker("amqp://guest:guest@127.0.0.1/", prefix="offload")
+    >>> await broker.connect()
+    >>> await broker.publish([Message(job.id, job.queue, job.priority)])
+    """
+
+    scheme: ClassVar[str] = "amqp"
+
+    def __init__(self, url: str, *, prefix: str = "offload") -> None:
+        self.url = url
+        self.names = Names(prefix)
+        self._conn: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._declared: set[str] = set()
+        self._declaring = asyncio.Lock()
+        self._created: set[str] = set()
+        """RabbitMQ queue names declared through this broker (what :meth:`destroy` deletes)."""
+        self._may_declare = True
+        """False once RabbitMQ refused a declaration: a publish-only identity relies on the
+        workers to declare queues (see :meth:`publish`)."""
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            conn = await aio_pika.connect_robust(
+                self.url, timeout=10, client_properties={"connection_name": "offload"}
+            )
+        except _ERRORS as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ at {redact_url(self.url)} is not reachable: {_describe(exc)}"
+            ) from None
+        try:
+            self._exchange = await self._declare_exchange(conn)
+            self._channel = self._exchange.channel
+        except _ERRORS as exc:
+            await conn.close()
+            raise BrokerUnavailable(
+                f"RabbitMQ at {redact_url(self.url)} has no usable exchange "
+                f"{self.names.exchange!r} ({_describe(exc)}); run `offload broker setup` or "
+                "start a worker first"
+            ) from None
+        self._conn = conn
+
+    async def _declare_exchange(self, conn: AbstractRobustConnection) -> AbstractExchange:
+        """Declare the jobs exchange; an identity that may only publish (no configure right)
+        uses the existing one instead."""
+        probe = await conn.channel()
+        try:
+            await probe.declare_exchange(
+                self.names.exchange, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+        except aio_pika.exceptions.ChannelAccessRefused:
+            self._may_declare = False
+        finally:
+            with contextlib.suppress(*_ERRORS):
+                await probe.close()
+        channel = await conn.channel(publisher_confirms=True)
+        return await channel.get_exchange(self.names.exchange, ensure=True)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*_ERRORS):
+                await conn.close()
+
+    def _connection(self) -> AbstractRobustConnection:
+        if self._conn is None:
+            raise RuntimeError("RabbitBroker.connect() was not called")
+        return self._conn
+
+    # -- topology ----------------------------------------------------------------------------
+
+    async def declare_queue(self, channel: AbstractChannel, name: str) -> AbstractQueue:
+        """Declare (idempotently) the quorum queue of offload queue ``name`` and bind it."""
+        queue = await channel.declare_queue(
+            self.names.queue(name),
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-dead-letter-exchange": self.names.dead},
+        )
+        await queue.bind(self.names.exchange, routing_key=name)
+        self._created.add(self.names.queue(name))
+        return queue
+
+    async def declare_dead_letters(self, channel: AbstractChannel) -> None:
+        exchange = await channel.declare_exchange(
+            self.names.dead, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        queue = await channel.declare_queue(
+            self.names.dead,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-max-length": DEAD_LETTER_CAP,
+                "x-overflow": "drop-head",
+            },
+        )
+        await queue.bind(exchange)
+        self._created.add(self.names.dead)
+
+    async def _ensure_queues(self, names: set[str]) -> None:
+        """Declare the queues a publish routes to, once per process; on a channel of its own,
+        since a refused declaration closes its channel."""
+        if not self._may_declare or not (names - self._declared):
+            return
+        async with self._declaring:
+            missing = sorted(names - self._declared)
+            if not missing or not self._may_declare:
+                return
+            channel = await self._connection().channel()
+            try:
+                for name in missing:
+                    await self.declare_queue(channel, name)
+                    self._declared.add(name)
+            except aio_pika.exceptions.ChannelAccessRefused:
+                self._may_declare = False
+            finally:
+                with contextlib.suppress(*_ERRORS):
+                    await channel.close()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        """Publish and wait for every confirm. A message no queue is bound for yet (a
+        publish-only identity, and no worker declared that queue) comes back as unroutable:
+        that raises :class:`BrokerUnavailable`, so the outbox keeps it and tries again."""
+        if not messages:
+            return
+        self._connection()
+        assert self._exchange is not None
+        exchange = self._exchange
+        try:
+            await self._ensure_queues({m.queue for m in messages})
+            # Publishes are pipelined; each waits for its confirm (the message is in the
+            # quorum queue's log on disk) and all must succeed.
+            confirms = await asyncio.gather(
+                *(
+                    exchange.publish(_amqp_message(m), m.queue, timeout=PUBLISH_TIMEOUT)
+                    for m in messages
+                )
+            )
+        except _ERRORS as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ did not confirm {len(messages)} message(s): {_describe(exc)}"
+            ) from None
+        unroutable = sorted(
+            {m.queue for m, c in zip(messages, confirms, strict=True) if _returned(c)}
+        )
+        if unroutable:
+            raise BrokerUnavailable(
+                f"RabbitMQ has no queue yet for {', '.join(unroutable)}: a worker for it "
+                "declares it when it starts"
+            )
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def consumer(
+        self,
+        store: Store,
+        *,
+        types: Sequence[str],
+        queues: Sequence[str] | None,
+        worker_id: str,
+        lease_seconds: float,
+        capacity: int,
+    ) -> RabbitConsumer:
+        return RabbitConsumer(
+            self,
+            store,
+            types=types,
+            queues=queues,
+            worker_id=worker_id,
+            lease_seconds=lease_seconds,
+            capacity=capacity,
+        )
+
+    async def backlog(self, queue: str) -> int | None:
+        """Messages ready in the queue (RabbitMQ's declare-ok count; unacked ones are not
+        counted, so this is a lower bound)."""
+        conn = self._connection()
+        channel = await conn.channel()
+        try:
+            declared = await channel.declare_queue(self.names.queue(queue), passive=True)
+            return declared.declaration_result.message_count
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return 0
+        finally:
+            with contextlib.suppress(*_ERRORS):
+                await channel.close()
+
+    async def queues(self) -> list[str]:
+        """The queues this process declared (RabbitMQ cannot list queues over AMQP)."""
+        return sorted(self._declared)
+
+    async def check(self, role: str, queues: Sequence[str] | None = None) -> None:
+        """Prove this identity can do its job, or raise :class:`BrokerUnavailable` saying what
+        RabbitMQ refused. ``publish``: a confirmed publish to the jobs exchange (routed
+        nowhere, so dropped). ``consume``: declare and consume ``queues`` (``default`` when
+        every queue) and the dead-letter queue, then cancel."""
+        conn = self._connection()
+        channel = await conn.channel(publisher_confirms=True)
+        try:
+            if role == "publish":
+                exchange = await channel.get_exchange(self.names.exchange, ensure=True)
+                probe = aio_pika.Message(b"", content_type="application/x-offload-probe")
+                await exchange.publish(probe, f"{self.names.prefix}.probe", mandatory=False)
+            elif role == "consume":
+                await self.declare_dead_letters(channel)
+                for name in queues or ["default"]:
+                    queue = await self.declare_queue(channel, name)
+                    tag = await queue.consume(_drop, no_ack=False)
+                    await queue.cancel(tag)
+            else:
+                raise ValueError(f"role must be 'publish' or 'consume', not {role!r}")
+        except _ERRORS as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ at {redact_url(self.url)} refused to let this identity {role}: "
+                f"{_describe(exc)}"
+            ) from None
+        finally:
+            with contextlib.suppress(*_ERRORS):
+                await channel.close()
+
+    async def destroy(self) -> None:
+        """Delete the queues declared through this broker and the two exchanges."""
+        channel = await self._connection().channel()
+        try:
+            for name in sorted(self._created):
+                await channel.queue_delete(name)
+            for name in (self.names.exchange, self.names.dead):
+                await channel.exchange_delete(name)
+        finally:
+            self._created.clear()
+            self._declared.clear()
+            with contextlib.suppress(*_ERRORS):
+                await channel.close()
+
+
+class RabbitConsumer(MessageConsumer):
+    """One worker's consumer: its own channel, ``prefetch_count`` = the worker's capacity, a
+    manual-ack consumer per offload queue, and a local buffer handed out by priority."""
+
+    def __init__(
+        self,
+        broker: RabbitBroker,
+        store: Store,
+        *,
+        types: Sequence[str],
+        queues: Sequence[str] | None,
+        worker_id: str,
+        lease_seconds: float,
+        capacity: int,
+    ) -> None:
+        super().__init__(store, types=types, worker_id=worker_id, lease_seconds=lease_seconds)
+        self.broker = broker
+        self.queues = list(queues) if queues else None
+        self.capacity = max(1, capacity)
+        self._channel: AbstractChannel | None = None
+        self._consuming: dict[str, AbstractQueue] = {}
+        self._buffer: list[tuple[int, int, AbstractIncomingMessage, Message]] = []
+        self._order = itertools.count()
+        self._arrived = asyncio.Event()
+        self._discovered_at = 0.0
+
+    async def _start(self) -> AbstractChannel:
+        if self._channel is None:
+            channel = await self.broker._connection().channel()
+            await channel.set_qos(prefetch_count=self.capacity)
+            await self.broker.declare_dead_letters(channel)
+            self._channel = channel
+        if self.queues is not None:
+            await self._consume(self.queues)
+        elif time.monotonic() - self._discovered_at > DISCOVER_INTERVAL:
+            self._discovered_at = time.monotonic()
+            await self._consume([q.name for q in await self.store.queue_list()])
+        return self._channel
+
+    async def _consume(self, names: Sequence[str]) -> None:
+        assert self._channel is not None
+        for name in names:
+            if name in self._consuming:
+                continue
+            queue = await self.broker.declare_queue(self._channel, name)
+            await queue.consume(self._on_message)
+            self._consuming[name] = queue
+
+    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        try:
+            message = Message.decode(incoming.body)
+        except ValueError:
+            log.warning("dead-lettering a message that is not an offload message")
+            with contextlib.suppress(*_ERRORS):
+                await incoming.reject(requeue=False)
+            return
+        heapq.heappush(self._buffer, (-message.priority, next(self._order), incoming, message))
+        self._arrived.set()
+
+    async def receive(self, limit: int, wait: float) -> list[Delivery]:
+        try:
+            await self._start()
+        except _ERRORS as exc:
+            raise BrokerUnavailable(f"RabbitMQ refused the consumer: {_describe(exc)}") from None
+        if not self._buffer and wait > 0:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), wait)
+        taken: list[Delivery] = []
+        while self._buffer and len(taken) < limit:
+            _, _, incoming, message = heapq.heappop(self._buffer)
+            taken.append(Delivery(message, incoming, bool(incoming.redelivered)))
+        return taken
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            incoming: AbstractIncomingMessage = delivery.tag
+            # After a reconnect the copy's channel is gone: RabbitMQ has requeued it already and
+            # the store fences the copy it delivers again.
+            with contextlib.suppress(*_ERRORS):
+                await incoming.ack()
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        self._consuming.clear()
+        self._buffer.clear()
+        if channel is not None:
+            with contextlib.suppress(*_ERRORS):
+                await channel.close()
+
+
+async def _drop(incoming: AbstractIncomingMessage) -> None:
+    """The start-up check's consumer: never acks, so anything it got is delivered again."""
+
+
+def _returned(confirm: object) -> bool:
+    """A mandatory publish nobody could route comes back instead of being confirmed."""
+    return isinstance(confirm, aiormq.abc.DeliveredMessage)
+
+
+def _amqp_message(message: Message) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.encode(),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        content_type="application/json",
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+__all__ = ["DEAD_LETTER_CAP", "Names", "RabbitBroker", "RabbitConsumer"]
