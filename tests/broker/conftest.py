@@ -13,8 +13,10 @@ Each test gets its own prefix (keys, streams, queues are namespaced by it), and
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,10 +24,11 @@ from offload.broker import Broker, Consumer, open_broker
 from offload.store import Store
 from tests.conftest import service_missing
 
-BROKERS = ["table"]
+BROKERS = ["table", "rabbitmq"]
 """The brokers every contract test runs against."""
 
 REDIS_URL = os.environ.get("OFFLOAD_TEST_REDIS", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("OFFLOAD_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 
 RUN = uuid.uuid4().hex[:8]
 """This test run's part of every prefix."""
@@ -49,6 +52,17 @@ def redis_broker_url() -> str:
         client.close()
     # Messages of a consumer that went away are taken over after half a second (tests only).
     return f"{REDIS_URL}?claim_idle=0.5"
+
+
+@pytest.fixture
+def rabbitmq_broker_url() -> str:
+    parts = urlsplit(AMQP_URL)
+    address = (parts.hostname or "127.0.0.1", parts.port or 5672)
+    try:
+        socket.create_connection(address, timeout=2).close()
+    except OSError as exc:
+        service_missing(f"RabbitMQ at {address[0]}:{address[1]}", str(exc))
+    return AMQP_URL
 
 
 @pytest.fixture(params=BROKERS)

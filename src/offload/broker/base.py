@@ -122,6 +122,11 @@ class Broker(abc.ABC):
     """False for the table queue, where the job row is the message: no outbox, no publishing,
     no reconciler."""
 
+    backlog_counts_in_flight: ClassVar[bool] = True
+    """False when :meth:`backlog` can only see waiting messages, not delivered-but-unacked ones
+    (RabbitMQ over AMQP: queue.declare-ok counts ready messages only). The count is then a lower
+    bound, short by at most the messages workers hold and have not claimed yet."""
+
     @abc.abstractmethod
     async def connect(self) -> None:
         """Raise :class:`BrokerUnavailable` if the broker cannot be reached."""

@@ -88,6 +88,7 @@ class RabbitBroker(Broker):
     """
 
     scheme: ClassVar[str] = "amqp"
+    backlog_counts_in_flight: ClassVar[bool] = False
 
     def __init__(self, url: str, *, prefix: str = "offload") -> None:
         self.url = url
