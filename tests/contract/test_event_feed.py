@@ -11,7 +11,19 @@ import pytest
 
 from offload.jobs import JobStatus
 from offload.store import EventFilter, FeedEvent, Outcome, Store
+from tests.conftest import wait_until
 from tests.contract.helpers import claim_one, insert, new_job
+
+
+async def settled(store: Store, count: int, where: EventFilter | None = None, **kw: Any):
+    """Read the whole feed until it holds ``count`` events (see :func:`read_all`)."""
+
+    async def full() -> list[FeedEvent] | None:
+        events, _ = await read_all(store, None, where, **kw)
+        assert len(events) <= count, seen(events)
+        return events if len(events) == count else None
+
+    return await wait_until(full, timeout=10)
 
 
 def seen(events: list[FeedEvent]) -> list[tuple[uuid.UUID, int, str]]:
@@ -19,6 +31,9 @@ def seen(events: list[FeedEvent]) -> list[tuple[uuid.UUID, int, str]]:
 
 
 async def read_all(store: Store, cursor: str | None, where: EventFilter | None = None, **kw: Any):
+    """The feed from ``cursor`` to its end now. On PostgreSQL the end may trail the last commit
+    while an older transaction anywhere on the server is still open: callers wait for what
+    they expect (``settled``)."""
     events: list[FeedEvent] = []
     while True:
         page = await store.events_after(cursor, where, **kw)
@@ -37,6 +52,7 @@ async def test_the_feed_returns_every_event_once_in_order_with_its_job(store: St
     outcome = Outcome(a.id, running.attempt, JobStatus.SUCCEEDED, result='{"ok":true}')
     assert await store.job_finish_many([outcome]) == [a.id]
 
+    await settled(store, 5)
     page = await store.events_after(None)
     assert seen(page.events) == [
         (a.id, 1, "job.queued"),
@@ -61,7 +77,7 @@ async def test_the_feed_returns_every_event_once_in_order_with_its_job(store: St
 
 async def test_pages_of_a_limit_cover_the_feed_without_gap_or_duplicate(store: Store) -> None:
     jobs = [await insert(store) for _ in range(7)]
-    events, _ = await read_all(store, None, limit=3)
+    events = await settled(store, 7, limit=3)
     assert [e.event.job_id for e in events] == [j.id for j in jobs]
 
 
@@ -71,6 +87,8 @@ async def test_filters_by_owner_event_type_job_type_and_queue(store: Store) -> N
     c = await insert(store, owner="acme", queue="reports", type="other.job")
     running = await claim_one(store)
     assert running.id == a.id
+
+    await settled(store, 4)
 
     async def ids(where: EventFilter) -> list[tuple[uuid.UUID, str]]:
         events, _ = await read_all(store, None, where, limit=2)
@@ -89,18 +107,22 @@ async def test_filters_by_owner_event_type_job_type_and_queue(store: Store) -> N
 
 async def test_a_filtered_page_moves_the_cursor_past_what_it_read(store: Store) -> None:
     await insert(store, owner="zeta")
+    await settled(store, 1)
     page = await store.events_after(None, EventFilter(owner="acme"))
     assert page.events == []
     mine = await insert(store, owner="acme")
+    await settled(store, 2)
     later = await store.events_after(page.cursor, EventFilter(owner="acme"))
     assert [e.event.job_id for e in later.events] == [mine.id]
 
 
 async def test_the_head_is_the_end_of_the_feed_now(store: Store) -> None:
     await insert(store)
+    await settled(store, 1)
     head = await store.events_head()
     assert (await store.events_after(head)).events == []
     new = await insert(store)
+    await settled(store, 2)
     assert [e.event.job_id for e in (await store.events_after(head)).events] == [new.id]
 
 
@@ -112,7 +134,7 @@ async def test_a_cursor_this_store_did_not_make_is_refused(store: Store, cursor:
 
 async def test_bulk_submits_are_in_the_feed(store: Store) -> None:
     jobs = await store.job_insert_many([new_job() for _ in range(5)])
-    events, _ = await read_all(store, None)
+    events = await settled(store, 5)
     assert {e.event.job_id for e in events} == {j.id for j in jobs}
 
 
@@ -144,6 +166,7 @@ async def test_an_event_committed_late_is_not_skipped(pg_url: str) -> None:
         page = await store.events_after(before)
         assert page.events == []  # held back until the older transaction ends
         await tx.commit()
+        await settled(store, 2)
         events, _ = await read_all(store, page.cursor)
         assert [e.event.job_id for e in events] == [early.id, late.id]
     finally:
@@ -159,7 +182,7 @@ async def test_each_event_carries_the_job_as_of_that_event(store: Store) -> None
     await store.job_progress(job.id, running.attempt, 40.0, "reading", running.worker_id)
     outcome = Outcome(job.id, running.attempt, JobStatus.SUCCEEDED, result='{"n":2}')
     await store.job_finish_many([outcome])
-    events, _ = await read_all(store, None)
+    events = await settled(store, 4)
     queued, started, progress, done = (event_data(e.job, e.event) for e in events)
     assert queued["status"] == "queued" and "result" not in queued and queued["attempt"] == 0
     assert queued["finished_at"] is None and queued["id"] == str(job.id)
