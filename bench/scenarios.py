@@ -27,7 +27,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -149,11 +149,17 @@ class Driver:
         return total / 2**20
 
     def wait_done(self, phase: str, n: int, timeout: float) -> PhaseTotals:
-        """Poll the recorder until n completions of ``phase`` are reported."""
+        """Poll the recorder until n completions of ``phase`` are reported, then (for a
+        system with durable job state) until they are durable: the phase ends at the later
+        of the last handler's end and the last durable completion."""
         end = time.monotonic() + timeout
         while True:
             totals = read_totals(self.recorder, phase)
             if totals.count >= n:
+                with deadline(max(end - time.monotonic(), 5), f"{phase}: durable completion"):
+                    durable = self.system.durable_end()
+                if durable is not None:
+                    totals = replace(totals, last=max(totals.last, durable))
                 return totals
             self.check_workers()
             if time.monotonic() > end:

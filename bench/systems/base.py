@@ -134,6 +134,15 @@ class System(ABC):
         """Once at the end (also after failures): close clients, delete queues you declared.
         Must not raise for half-initialised state."""
 
+    def durable_end(self) -> float | None:
+        """When the last job now in the system was recorded as done in the system's own
+        durable state (``time.time()`` scale), or None if it keeps none.
+
+        A system that writes completions after its handlers return (offload batches them)
+        would otherwise be timed by its handlers alone; the runner calls this once the
+        handlers are counted and waits on it, so its rates include the durable write."""
+        return None
+
     # -- submitting -------------------------------------------------------------------
     @abstractmethod
     def enqueue(self, job: Job) -> None:

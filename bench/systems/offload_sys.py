@@ -16,6 +16,7 @@ job); bulk: ``await app.submit_many`` (one statement per 10,000 jobs).
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -84,6 +85,23 @@ class OffloadSystem(AsyncSystem):
 
         self.run(clear())
 
+    def durable_end(self) -> float | None:
+        """``max(finished_at)`` once no job is waiting or running: the store stamps it in the
+        statement that writes the outcome, so this is when the last completion was durable."""
+
+        async def state() -> tuple[int, float | None]:
+            store = await self.app.store()
+            if self.database == "postgres":
+                row = await store.pool.fetchrow(_PG_FINISHED)
+                return row[0], row[1]
+            return await store._run(_sqlite_finished, store)
+
+        while True:
+            unfinished, last = self.run(state())
+            if unfinished == 0:
+                return last
+            time.sleep(0.01)
+
     async def aenqueue(self, job: Job) -> None:
         await self.app.submit("bench.job", _input(job))
 
@@ -109,6 +127,21 @@ class OffloadSystem(AsyncSystem):
 
         asyncio.run(main())
         os._exit(0)
+
+
+_UNFINISHED = "count(*) FILTER (WHERE finished_at IS NULL)"
+_PG_FINISHED = (
+    f"SELECT {_UNFINISHED}, extract(epoch FROM max(finished_at))::float8 FROM offload_jobs"
+)
+
+
+def _sqlite_finished(store: Any) -> tuple[int, float | None]:
+    row = (
+        store._require()
+        .execute(f"SELECT {_UNFINISHED}, max(finished_at) FROM offload_jobs")
+        .fetchone()
+    )
+    return row[0], row[1]
 
 
 def _sqlite_clear(store: Any) -> None:
