@@ -2,24 +2,26 @@
 
 Worker side: each handler call ends in :meth:`Recorder.done`, which only updates in-memory
 per-phase totals under a lock (a few microseconds). A daemon thread per worker process flushes
-the totals to the private Redis every FLUSH_INTERVAL seconds, so counting is never the
-bottleneck and never adds a network round-trip to a job. Start and end times are taken inside
-the handler, so the flush delay does not affect any measured figure; it only delays the moment
-the runner *notices* completion.
+the totals every FLUSH_INTERVAL seconds, so counting is never the bottleneck and never adds a
+network round-trip to a job. Start and end times are taken inside the handler, so the flush
+delay does not affect any measured figure; it only delays the moment the runner *notices*
+completion.
 
-Redis layout (recorder DB of the private server):
-  HSET bench:c:<phase> <pid> "<count> <first_start> <last_end>"   cumulative per process
-  RPUSH bench:l:<phase> <latency seconds> ...                     pickup latencies
+The totals go to plain files in the run's recorder directory (``BENCH_RECORDER_DIR``), not to
+a server: a client library would add its own memory to every worker process (redis-py alone
+adds about 11 MB), and the worker RSS figures must be the systems' own.
+
+  c.<phase>.<pid>   "<count> <first_start> <last_end>", cumulative, replaced atomically
+  l.<phase>.<pid>   pick-up latencies in seconds, one per line, appended
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-
-import redis
 
 FLUSH_INTERVAL = 0.02
 
@@ -47,9 +49,9 @@ class Recorder:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            # A fresh process (or a forked child): new lock state, client and flusher thread.
+            # A fresh process (or a forked child): new totals and flusher thread.
             self._totals = {}
-            self._client = redis.Redis.from_url(os.environ["BENCH_RECORDER_URL"])
+            self._dir = os.environ["BENCH_RECORDER_DIR"]
             self._pid = os.getpid()
             threading.Thread(target=self._flush_forever, name="bench-recorder", daemon=True).start()
 
@@ -71,8 +73,8 @@ class Recorder:
             time.sleep(FLUSH_INTERVAL)
             try:
                 self._flush()
-            except redis.RedisError:
-                time.sleep(0.5)  # recorder Redis gone: the run is ending; keep quiet
+            except OSError:
+                time.sleep(0.5)  # recorder directory gone: the run is ending; keep quiet
 
     def _flush(self) -> None:
         with self._lock:
@@ -82,14 +84,18 @@ class Recorder:
                     batch.append((phase, t.count, t.first, t.last, t.latencies))
                     t.latencies = []
                     t.dirty = False
-        if not batch:
-            return
-        pipe = self._client.pipeline(transaction=False)
         for phase, count, first, last, lats in batch:
-            pipe.hset(f"bench:c:{phase}", str(self._pid), f"{count} {first!r} {last!r}")
+            # Latencies first: once the count file shows n, all n latencies are on disk.
             if lats:
-                pipe.rpush(f"bench:l:{phase}", *(repr(x) for x in lats))
-        pipe.execute()
+                with open(self._path("l", phase), "a") as f:
+                    f.write("".join(f"{x!r}\n" for x in lats))
+            tmp = self._path("tmp", phase)
+            with open(tmp, "w") as f:
+                f.write(f"{count} {first!r} {last!r}")
+            os.replace(tmp, self._path("c", phase))
+
+    def _path(self, kind: str, phase: str) -> str:
+        return os.path.join(self._dir, f"{kind}.{phase}.{self._pid}")
 
 
 RECORDER = Recorder()
@@ -107,18 +113,21 @@ class PhaseTotals:
         return self.count / span if span > 0 else float("nan")
 
 
-def read_totals(client: redis.Redis, phase: str) -> PhaseTotals:
+def read_totals(directory: str, phase: str) -> PhaseTotals:
     """Runner side: sum the per-process totals of a phase."""
     count, first, last = 0, float("inf"), 0.0
-    raw: dict[bytes, bytes] = client.hgetall(f"bench:c:{phase}")  # type: ignore[assignment]
-    for value in raw.values():
-        c, f, la = value.split()
+    for path in glob.glob(os.path.join(glob.escape(directory), f"c.{glob.escape(phase)}.*")):
+        with open(path) as f:
+            c, fi, la = f.read().split()
         count += int(c)
-        first = min(first, float(f))
+        first = min(first, float(fi))
         last = max(last, float(la))
     return PhaseTotals(count, first, last)
 
 
-def read_latencies(client: redis.Redis, phase: str) -> list[float]:
-    raw: list[bytes] = client.lrange(f"bench:l:{phase}", 0, -1)  # type: ignore[assignment]
-    return [float(x) for x in raw]
+def read_latencies(directory: str, phase: str) -> list[float]:
+    latencies: list[float] = []
+    for path in glob.glob(os.path.join(glob.escape(directory), f"l.{glob.escape(phase)}.*")):
+        with open(path) as f:
+            latencies += [float(line) for line in f if line.strip()]
+    return latencies

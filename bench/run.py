@@ -13,11 +13,11 @@ import argparse
 import os
 import platform
 import secrets
+import shutil
 import sys
 import time
 from dataclasses import asdict
 
-import redis
 from rich.console import Console
 
 from bench import http as bench_http
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> tuple[list[SystemResult], bench_http.HttpRe
 
     private_redis = infra.PrivateRedis(workdir)
     log(f"private redis-server on port {private_redis.port}")
-    recorder = redis.Redis.from_url(private_redis.db_url(0))
+    recorder = os.path.join(workdir, "recorder")
     # If PostgreSQL is unreachable, the Redis/RabbitMQ systems still run.
     pg_url, pg_error = "postgresql://unavailable/", ""
     try:
@@ -97,10 +97,11 @@ def run(args: argparse.Namespace) -> tuple[list[SystemResult], bench_http.HttpRe
             continue
         sysdir = os.path.join(workdir, name)
         os.makedirs(sysdir, exist_ok=True)
+        os.makedirs(recorder, exist_ok=True)
         env = BenchEnv(
             run_id=run_id,
             redis_url=private_redis.db_url(1),
-            recorder_url=private_redis.db_url(0),
+            recorder_dir=recorder,
             pg_url=pg_url,
             amqp_url=infra.AMQP_URL,
             queue=f"bench_{run_id}_{name}",
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> tuple[list[SystemResult], bench_http.HttpRe
             log(f"{name}: not available ({result.reason})")
         log(f"{name}: {result.status} in {time.monotonic() - t0:.1f} s")
         results.append(result)
-        recorder.flushdb()  # counters of finished systems are no longer needed
+        shutil.rmtree(recorder, ignore_errors=True)  # counters of finished systems
 
     # offload over HTTP: after the queue scenarios, offload only (the peers have no HTTP API).
     http_result = None

@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import redis
-
 from bench import infra
 from bench.recorder import PhaseTotals, read_latencies, read_totals
 from bench.systems.base import Job, NotSupported, System, Unavailable
@@ -114,7 +112,7 @@ class Driver:
     """Runs all scenarios for one system instance."""
 
     def __init__(
-        self, system: System, sizes: Sizes, recorder: redis.Redis, log: Callable[[str], None]
+        self, system: System, sizes: Sizes, recorder: str, log: Callable[[str], None]
     ) -> None:
         self.system = system
         self.sizes = sizes
@@ -239,7 +237,7 @@ def run_system(
     env: Any,
     sizes: Sizes,
     repeat: int,
-    recorder: redis.Redis,
+    recorder: str,
     log: Callable[[str], None],
 ) -> SystemResult:
     """Run every scenario ``repeat`` times; never raises (failures end up in the result)."""

@@ -49,7 +49,7 @@ class BenchEnv:
 
     redis_url:    private redis-server started for this run (a DB reserved for brokers;
                   the system may FLUSHDB it in ``purge``). Never the shared 6379.
-    recorder_url: same private server, DB used by the completion recorder. Do not touch.
+    recorder_dir: the directory the completion recorder writes to. Do not touch.
     pg_url:       a fresh database created for this run (dropped at the end), as
                   ``postgresql://postgres@127.0.0.1:5432/offload_bench_<id>``.
     amqp_url:     the shared RabbitMQ; use ``queue`` (unique per run and system) for names
@@ -61,7 +61,7 @@ class BenchEnv:
 
     run_id: str
     redis_url: str
-    recorder_url: str
+    recorder_dir: str
     pg_url: str
     amqp_url: str
     queue: str
