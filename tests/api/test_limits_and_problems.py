@@ -97,3 +97,15 @@ async def test_text_the_database_cannot_store_is_refused_not_a_500(api: Api) -> 
         q = await c.get("/v1/jobs", params={"type": "a\u0000b"})
     assert_problem(r, 422, "validation_failed")
     assert_problem(q, 422, "validation_failed")
+
+
+async def test_a_lone_surrogate_is_refused_and_an_escaped_backslash_is_not_a_nul(api: Api) -> None:
+    json_type = "application/json"
+    surrogate = b'{"type": "api.echo", "input": {"text": "a\\ud800b"}}'
+    backslash = {"type": "api.echo", "input": {"text": "a\\u0000b"}}  # six characters, no NUL
+    async with api.client("client_a") as c:
+        r = await c.post("/v1/jobs", content=surrogate, headers={"content-type": json_type})
+        ok = await c.post("/v1/jobs", json=backslash)
+    assert_problem(r, 422, "validation_failed")
+    assert ok.status_code == 202, ok.text
+    assert ok.json()["id"]

@@ -2,13 +2,13 @@
 
 import asyncio
 import hashlib
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, Request, Security
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -140,8 +140,13 @@ def admin_dependency(state: ApiState) -> Callable[..., Awaitable[Principal]]:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(body, status, headers=headers, media_type="application/json")
+    return Response(encode_json(data), status, headers=headers, media_type="application/json")
+
+
+def encode_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson: several times cheaper than ``json.dumps`` on the hot
+    routes, and the same bytes for the documents we send)."""
+    return orjson.dumps(data)
 
 
 def etag_of(body: bytes) -> str:
@@ -158,12 +163,23 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def check_text(value: Any, what: str) -> None:
-    """Refuse text the database cannot store (NUL characters, lone surrogates) as a 422
-    instead of letting it fail deep in a driver."""
-    text = json.dumps(value, ensure_ascii=False)
-    if "\\u0000" in text or "\x00" in text:
-        raise Problem(422, "validation_failed", f"{what} may not contain NUL characters")
+    """Refuse JSON the store cannot keep (NUL characters, lone surrogates, integers beyond
+    64 bits) as a 422 instead of letting it fail deep in a driver."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Problem(422, "validation_failed", f"{what} is not valid Unicode text") from None
+        text = orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:  # e.g. "str is not valid UTF-8: surrogates not allowed"
+        raise Problem(422, "validation_failed", f"{what} cannot be stored: {exc}") from None
+    # JSON always escapes NUL; the escape can also be the tail of an escaped backslash
+    # followed by "u0000", so a hit is confirmed on the strings themselves.
+    if b"\\u0000" in text and _has_nul(value):
+        raise Problem(422, "validation_failed", f"{what} may not contain NUL characters")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False

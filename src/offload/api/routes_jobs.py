@@ -1,6 +1,5 @@
 """``/v1/jobs``: submit (202 + Location), read (ETag, long poll), list, cancel."""
 
-import json
 import uuid
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from .auth import Principal
 from .deps import (
     ApiState,
     check_text,
+    encode_json,
     etag_matches,
     etag_of,
     json_response,
@@ -234,4 +234,4 @@ def principal_sees(caller: Principal, job: Job) -> bool:
 
 def _encode(job: Job) -> bytes:
     data: dict[str, Any] = job_json(job)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_json(data)
