@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from .broker import Broker, open_broker
 from .config import Settings
 from .errors import SchemaOutdated
+from .events.bus import EventHub, Transport, transport_for
 from .ids import parse_job_id, uuid7, uuid7_many
 from .jobs import Job, JobEvent
 from .registry import JobSpec, Registry, input_model_of
@@ -51,6 +52,8 @@ class Offload:
         self.registry = registry if registry is not None else Registry()
         self._store: Store | None = None
         self._broker: Broker | None = None
+        self._events: Transport | None = None
+        self._hub: EventHub | None = None
         self._connecting: asyncio.Lock | None = None
 
     # -- registering -------------------------------------------------------------------------
@@ -104,11 +107,34 @@ class Offload:
                 await store.connect()
                 try:
                     await self._check_schema(store)
+                    self._events = transport_for(
+                        store,
+                        self.settings.events_url,
+                        self.settings.broker_prefix,
+                        self.settings.poll_interval,
+                    )
+                    announcer = await self._events.announcer()
+                    if announcer is not None:  # tell the event bus about every write
+                        store.on_events_written(announcer)
                 except BaseException:
                     await store.close()
                     raise
                 self._store = store
         return self._store
+
+    async def event_transport(self) -> Transport:
+        """The event bus between processes (see :mod:`offload.events.bus`)."""
+        await self.store()
+        assert self._events is not None
+        return self._events
+
+    async def event_hub(self) -> EventHub:
+        """This process's one listener on the event bus, started on first use."""
+        transport = await self.event_transport()
+        if self._hub is None:
+            self._hub = EventHub(transport.listen)
+        await self._hub.start()
+        return self._hub
 
     async def _check_schema(self, store: Store) -> None:
         latest = max(v for v, _ in load_migrations(_dialect(store)))
@@ -146,6 +172,12 @@ class Offload:
             await store.close()
 
     async def close(self) -> None:
+        if self._hub is not None:
+            await self._hub.close()
+            self._hub = None
+        if self._events is not None:
+            await self._events.close()
+            self._events = None
         if self._broker is not None:
             await self._broker.close()
             self._broker = None

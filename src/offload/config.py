@@ -26,6 +26,9 @@ class Settings:
     """None: the store's own table queue; ``redis://…`` Redis Streams; ``amqp://…`` RabbitMQ."""
     broker_prefix: str = "offload"
     """Namespace of every key, stream or queue a broker creates (one per deployment)."""
+    events_url: str | None = None
+    """The event bus (SSE, WebSocket, webhooks): None uses the store (PostgreSQL NOTIFY, or
+    reading the log on SQLite); ``redis://…`` Redis pub/sub on ``<broker_prefix>:events``."""
     reconcile_interval: float = 10.0
     """How often the reconciler republishes jobs the store holds but the broker lost."""
 
@@ -37,6 +40,8 @@ class Settings:
             values["database_url"] = env["OFFLOAD_DATABASE_URL"]
         if env.get("OFFLOAD_BROKER_URL"):
             values["broker_url"] = env["OFFLOAD_BROKER_URL"]
+        if env.get("OFFLOAD_EVENTS_URL"):
+            values["events_url"] = env["OFFLOAD_EVENTS_URL"]
         if env.get("OFFLOAD_BROKER_PREFIX"):
             values["broker_prefix"] = env["OFFLOAD_BROKER_PREFIX"]
         for name, var in [

@@ -22,6 +22,7 @@ from .deps import ApiState, json_response
 from .limits import BodySizeLimit
 from .problems import PROBLEM_SCHEMA, Problem, ProblemRoute, handle, problem_responses
 from .routes_admin import admin_router
+from .routes_events import events_router
 from .routes_jobs import jobs_router
 from .schemas import Health
 from .settings import ApiSettings
@@ -37,6 +38,7 @@ def create_router(offload: Offload, settings: ApiSettings | None = None) -> APIR
     state = ApiState(offload, settings or ApiSettings.from_env())
     router = APIRouter(route_class=ProblemRoute)
     router.include_router(jobs_router(state))
+    router.include_router(events_router(state))
     router.include_router(admin_router(state))
     router.include_router(health_router(state))
     return router

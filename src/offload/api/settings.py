@@ -35,6 +35,11 @@ class ApiSettings:
     """How long an API key lookup is reused: a key revoked from another process stops working
     within this time (at once when revoked through this process)."""
     page_size: int = 50
+    events_heartbeat_seconds: float = 15.0
+    """Idle event streams (SSE, WebSocket) send a heartbeat this often, so proxies keep them
+    open; each heartbeat also re-reads the log (a lost wake-up costs at most this long)."""
+    events_retry_ms: int = 2000
+    """The SSE ``retry:`` field: how long a disconnected browser waits before reconnecting."""
     public_url: str | None = None
     """Base of the absolute URLs in ``Location`` (default: from the request's Host)."""
 

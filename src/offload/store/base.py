@@ -413,6 +413,20 @@ class Store(abc.ABC):
 
     # -- wake-ups ---------------------------------------------------------------------------------
 
+    _events_listeners: list[Callable[[Sequence[uuid.UUID]], None]] | None = None
+
+    def on_events_written(self, callback: Callable[[Sequence[uuid.UUID]], None]) -> None:
+        """Call ``callback(job_ids)`` in the event loop after each committed write that added
+        events to those jobs' logs (the event bus announces them; :mod:`offload.events.bus`)."""
+        if self._events_listeners is None:
+            self._events_listeners = []
+        self._events_listeners.append(callback)
+
+    def _events_written(self, job_ids: Sequence[uuid.UUID]) -> None:
+        if self._events_listeners and job_ids:
+            for callback in self._events_listeners:
+                callback(job_ids)
+
     async def listen(self) -> None:  # noqa: B027 - optional: only some databases push
         """Start push wake-ups (new jobs, cancel requests) where the database has them."""
 

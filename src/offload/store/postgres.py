@@ -190,7 +190,14 @@ class PostgresStore(Store):
     async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         if job.idempotency_key is None:
             row = await self.pool.fetchrow(Q["job_insert"], *self._insert_args(job))
+            self._events_written([job.id])
             return Job.from_row(row), True
+        inserted, created = await self._insert_keyed(job, idempotency_ttl)
+        if created:
+            self._events_written([job.id])  # after the commit, never before
+        return inserted, created
+
+    async def _insert_keyed(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         async with self.pool.acquire() as conn, conn.transaction():
             # Concurrent inserts with one key block on the key's unique index until the first
             # commits; then exactly one of them owns the key.
@@ -243,6 +250,7 @@ class PostgresStore(Store):
             )
             if queues:
                 await conn.execute(Q["notify_jobs"], queues)
+        self._events_written([j.id for j in snapshots])
         return snapshots
 
     # -- reading -----------------------------------------------------------------------------
@@ -338,6 +346,7 @@ class PostgresStore(Store):
                 worker_id,
                 lease_seconds,
             )
+        self._events_written([r["id"] for r in rows])
         return [Job.from_row(r) for r in rows]
 
     async def job_claim_ids(
@@ -356,6 +365,7 @@ class PostgresStore(Store):
             rows = await self._claimer.fetch(
                 Q["job_claim_ids"], list(job_ids), list(types), worker_id, lease_seconds
             )
+        self._events_written([r["id"] for r in rows])
         return [Job.from_row(r) for r in rows]
 
     async def _claim_connection(self) -> asyncpg.Connection:
@@ -397,6 +407,8 @@ class PostgresStore(Store):
         row = await self.pool.fetchval(
             Q["job_progress"], job_id, attempt, percent, message, worker_id
         )
+        if row is not None:
+            self._events_written([job_id])
         return row is not None
 
     async def job_checkpoint(
@@ -422,23 +434,29 @@ class PostgresStore(Store):
             [o.retry_delay for o in outcomes],
             [o.worker_id for o in outcomes],
         )
-        return [r["id"] for r in rows]
+        written = [r["id"] for r in rows]
+        self._events_written(written)
+        return written
 
     async def job_release(self, lease: Lease, reason: str) -> bool:
-        return (
-            await self.pool.fetchval(
-                Q["job_release"], lease.job_id, lease.attempt, reason, lease.worker_id
-            )
-            is not None
+        released = await self.pool.fetchval(
+            Q["job_release"], lease.job_id, lease.attempt, reason, lease.worker_id
         )
+        if released is not None:
+            self._events_written([lease.job_id])
+        return released is not None
 
     # -- maintenance -------------------------------------------------------------------------
 
     async def jobs_reap_expired(self, limit: int = 500) -> int:
-        return len(await self.pool.fetch(Q["jobs_reap_expired"], limit))
+        rows = await self.pool.fetch(Q["jobs_reap_expired"], limit)
+        self._events_written([r["id"] for r in rows])
+        return len(rows)
 
     async def jobs_promote_due(self, limit: int = 500) -> int:
-        return len(await self.pool.fetch(Q["jobs_promote_due"], limit))
+        rows = await self.pool.fetch(Q["jobs_promote_due"], limit)
+        self._events_written([r["id"] for r in rows])
+        return len(rows)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -448,6 +466,7 @@ class PostgresStore(Store):
             if row is None:
                 row = await conn.fetchrow(Q["job_cancel_running"], job_id, actor)
             if row is not None:
+                self._events_written([job_id])
                 return Job.from_row(row)
             row = await conn.fetchrow(Q["job_get"], job_id)
         if row is None:
@@ -464,6 +483,7 @@ class PostgresStore(Store):
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(Q["job_replay"], job_id, new_input, extra_attempts, actor)
             if row is not None:
+                self._events_written([job_id])
                 return Job.from_row(row)
             current = await conn.fetchrow(Q["job_get"], job_id)
         if current is None:
@@ -496,6 +516,7 @@ class PostgresStore(Store):
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(Q["job_discard"], job_id, actor)
             if row is not None:
+                self._events_written([job_id])
                 return Job.from_row(row)
             current = await conn.fetchrow(Q["job_get"], job_id)
         if current is None:

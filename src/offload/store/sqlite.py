@@ -85,6 +85,8 @@ class SQLiteStore(Store):
         self._clock = clock
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="offload-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._logged: list[str] = []
+        """Jobs given events by the transaction in progress (only the DB thread touches it)."""
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -94,18 +96,22 @@ class SQLiteStore(Store):
     async def _tx(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, now, *args)`` inside one immediate (write-locking) transaction."""
 
-        def run() -> T:
+        def run() -> tuple[T, list[str]]:
             conn = self._require()
             conn.execute("BEGIN IMMEDIATE")
+            self._logged = []
             try:
                 result = fn(conn, self._now(), *args)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            return result
+            return result, self._logged
 
-        return await self._run(run)
+        result, logged = await self._run(run)
+        if logged and self._events_listeners:
+            self._events_written([uuid.UUID(i) for i in dict.fromkeys(logged)])
+        return result
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._run(lambda: fn(self._require(), self._now(), *args))
@@ -132,8 +138,8 @@ class SQLiteStore(Store):
         """Append the event for a change just made to ``row`` (id, event_seq, attempt)."""
         self._event(conn, now, row["id"], row["event_seq"], type_, status, row["attempt"], data)
 
-    @staticmethod
     def _event(
+        self,
         conn: sqlite3.Connection,
         now: float,
         job_id: str,
@@ -155,6 +161,7 @@ class SQLiteStore(Store):
                 "now": now,
             },
         )
+        self._logged.append(job_id)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
