@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from .ids import parse_job_id, uuid7, uuid7_many
 from .jobs import Job, JobEvent
 from .registry import JobSpec, Registry, input_model_of
 from .store import JobFilter, NewJob, QueueInfo, Store, open_store
+from .store.notify import Notify
 from .store.queries import load_migrations
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -241,11 +242,16 @@ class Offload:
         delay: float | None = None,
         run_at: datetime | None = None,
         owner: str = "default",
+        notify: Notify | Mapping[str, Any] | None = None,
     ) -> Job:
         """Validate ``input`` against the type's model and store a new job.
 
         With ``idempotency_key``, a repeat of the same request returns the original job; the
         same key with different input raises :class:`~offload.errors.IdempotencyConflict`.
+
+        ``notify={"webhook": "https://…", "email": "ops@example.com"}`` announces the job's
+        end (succeeded, failed or canceled); a target the SSRF guard refuses raises
+        :class:`~offload.errors.NotifyTargetRefused`.
         """
         job, _ = await self.submit_with_status(
             job_type,
@@ -256,6 +262,7 @@ class Offload:
             delay=delay,
             run_at=run_at,
             owner=owner,
+            notify=notify,
         )
         return job
 
@@ -275,6 +282,9 @@ class Offload:
             idempotency_key=idempotency_key,
             trace_context=options.get("trace_context"),
         )
+        notify = await self._checked_notify(options.get("notify"))
+        if notify is not None:
+            new = dataclasses.replace(new, notify=notify)
         store = await self.store()
         return await store.job_insert(new, self.settings.idempotency_ttl_seconds)
 
@@ -288,9 +298,12 @@ class Offload:
         delay: float | None = None,
         run_at: datetime | None = None,
         owner: str = "default",
+        notify: Notify | Mapping[str, Any] | None = None,
     ) -> list[Job]:
         """Validate every input first (nothing is stored if one is invalid), then insert them
-        all in one round trip. With many thousands, pass them in chunks of about 10,000."""
+        all in one round trip. With many thousands, pass them in chunks of about 10,000.
+        ``notify`` applies to each job."""
+        checked = await self._checked_notify(notify)
         spec = self.registry.get(job_type)
         data = spec.dump_many(list(inputs))
         queue, priority, wait = _placement(spec, queue, priority, delay, run_at)
@@ -304,11 +317,19 @@ class Offload:
                 max_attempts=spec.max_attempts,
                 delay=wait,
                 owner=owner,
+                notify=checked,
             )
             for job_id, item in zip(uuid7_many(len(data)), data, strict=True)
         ]
         store = await self.store()
         return await store.job_insert_many(new)
+
+    async def _checked_notify(self, notify: Notify | Mapping[str, Any] | None) -> Notify | None:
+        if notify is None:
+            return None
+        from .notify.targets import check_notify
+
+        return await check_notify(notify, self.settings)
 
     # -- reading and control -----------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///offload.db"
@@ -31,6 +31,24 @@ class Settings:
     reading the log on SQLite); ``redis://…`` Redis pub/sub on ``<broker_prefix>:events``."""
     reconcile_interval: float = 10.0
     """How often the reconciler republishes jobs the store holds but the broker lost."""
+    webhook_allowed_hosts: str = ""
+    """Webhook targets allowed despite the SSRF guard: host names, addresses or CIDR ranges,
+    comma-separated (``OFFLOAD_WEBHOOK_ALLOWED_HOSTS``)."""
+    webhook_retry_window: float = 24 * 3600.0
+    """How long a failing delivery (webhook or email) is retried before it is given up."""
+    webhook_backoff_base: float = 5.0
+    """Backoff between delivery attempts: full jitter in [0, base * 2**(n-1)], capped."""
+    webhook_backoff_max: float = 3600.0
+    webhook_timeout: float = 10.0
+    """Seconds for one delivery request (connect, send and answer) or one SMTP exchange."""
+    dispatch: bool = True
+    """Run the webhook/email dispatcher inside every worker process (``OFFLOAD_DISPATCH=0``
+    turns it off, e.g. when ``offload dispatch`` runs on its own)."""
+    dispatch_interval: float = 0.5
+    """How often the dispatcher reads the event feed and looks for due deliveries."""
+    smtp_url: str | None = field(default=None, repr=False)
+    """``smtp://user:pass@host:port?from=…&starttls=true`` (or ``smtps://``); kept out of
+    repr so the password never reaches a log."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -51,12 +69,25 @@ class Settings:
             ("poll_interval", "OFFLOAD_POLL_INTERVAL"),
             ("cancel_grace", "OFFLOAD_CANCEL_GRACE"),
             ("reconcile_interval", "OFFLOAD_RECONCILE_INTERVAL"),
+            ("webhook_retry_window", "OFFLOAD_WEBHOOK_RETRY_WINDOW"),
+            ("webhook_backoff_base", "OFFLOAD_WEBHOOK_BACKOFF_BASE"),
+            ("webhook_backoff_max", "OFFLOAD_WEBHOOK_BACKOFF_MAX"),
+            ("webhook_timeout", "OFFLOAD_WEBHOOK_TIMEOUT"),
+            ("dispatch_interval", "OFFLOAD_DISPATCH_INTERVAL"),
         ]:
             if var in env:
                 try:
                     values[name] = float(env[var])
                 except ValueError:
                     raise ValueError(f"{var} must be a number, got {env[var]!r}") from None
+        for name, var in [
+            ("webhook_allowed_hosts", "OFFLOAD_WEBHOOK_ALLOWED_HOSTS"),
+            ("smtp_url", "OFFLOAD_SMTP_URL"),
+        ]:
+            if env.get(var):
+                values[name] = env[var]
+        if "OFFLOAD_DISPATCH" in env:
+            values["dispatch"] = env["OFFLOAD_DISPATCH"].strip().lower() not in ("0", "false", "no")
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.lease_seconds <= 0:

@@ -116,3 +116,11 @@ class SchemaOutdated(OffloadError):
     """The database schema is older than this version of offload: run ``offload db upgrade``."""
 
     code = "schema_outdated"
+
+
+class NotifyTargetRefused(OffloadError, ValueError):
+    """A webhook URL or email address that offload will not deliver to: a bad scheme, a name
+    that does not resolve, or an address in a private, loopback, link-local or otherwise
+    non-public range that ``OFFLOAD_WEBHOOK_ALLOWED_HOSTS`` does not allow (the SSRF guard)."""
+
+    code = "notify_target_refused"

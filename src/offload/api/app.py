@@ -24,6 +24,7 @@ from .problems import PROBLEM_SCHEMA, Problem, ProblemRoute, handle, problem_res
 from .routes_admin import admin_router
 from .routes_events import events_router
 from .routes_jobs import jobs_router
+from .routes_webhooks import webhooks_router
 from .schemas import Health
 from .settings import ApiSettings
 
@@ -40,6 +41,7 @@ def create_router(offload: Offload, settings: ApiSettings | None = None) -> APIR
     router.include_router(jobs_router(state))
     router.include_router(events_router(state))
     router.include_router(admin_router(state))
+    router.include_router(webhooks_router(state))
     router.include_router(health_router(state))
     return router
 

@@ -25,6 +25,7 @@ from ..errors import (
     IdempotencyConflict,
     IllegalTransition,
     InvalidInput,
+    NotifyTargetRefused,
     OffloadError,
     SchemaOutdated,
     StoreUnavailable,
@@ -119,6 +120,8 @@ def from_offload_error(exc: OffloadError) -> Problem:
             exc.code,
             "this Idempotency-Key was already used with a different request body",
         )
+    if isinstance(exc, NotifyTargetRefused):
+        return Problem(422, exc.code, str(exc))
     if isinstance(exc, IllegalTransition):
         return Problem(409, exc.code, f"the job is {exc.current}; it cannot become {exc.target}")
     if isinstance(exc, StoreUnavailable | SchemaOutdated):

@@ -114,6 +114,7 @@ def jobs_router(state: ApiState) -> APIRouter:
                 delay=options.delay_seconds if options else None,
                 run_at=options.run_at if options else None,
                 owner=caller.tenant,
+                notify=options.notify.model_dump() if options and options.notify else None,
             )
             if created:
                 state.queues.added(queue)

@@ -125,6 +125,30 @@ PageToken = Annotated[
 # -- submitting ------------------------------------------------------------------------------
 
 
+WEBHOOK_URL = r"^https?://[^\s\x00]+$"
+EMAIL = r"^[^@\s<>,;\"()\[\]\\\x00]+@[^@\s<>,;\"()\[\]\\\x00]+\.[^@\s<>,;\"()\[\]\\\x00]+$"
+
+
+class NotifyOptions(BaseModel):
+    """Who to tell when the job ends (succeeded, failed or canceled)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=WEBHOOK_URL,
+        description="POSTed the terminal event, signed per Standard Webhooks with the tenant's "
+        "signing secret. Private, loopback and link-local targets are refused (422).",
+    )
+    email: str | None = Field(
+        default=None,
+        max_length=254,
+        pattern=EMAIL,
+        description="Sent a short message over the server's SMTP (OFFLOAD_SMTP_URL).",
+    )
+
+
 class JobOptions(BaseModel):
     """How to run the job; every field is optional (the job type's defaults apply)."""
 
@@ -140,6 +164,7 @@ class JobOptions(BaseModel):
         json_schema_extra={"pattern": r"^(19|20)\d\d-"},
     )
     queue: str | None = Field(default=None, min_length=1, max_length=100, pattern=NAME)
+    notify: NotifyOptions | None = None
 
     @field_validator("run_at")
     @classmethod

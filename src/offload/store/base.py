@@ -22,6 +22,7 @@ from ..errors import IllegalTransition
 from ..jobs import NO_PROGRESS, Job, JobEvent, JobStatus
 from ..states import ALLOWED
 from ..types import JSON
+from .notify import Notify
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     trace_context: dict[str, str] | None = None
+    notify: Notify | None = None
+    """Where the job's own terminal events go (``options.notify``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +224,10 @@ def inserted_job(job: NewJob, now: datetime) -> Job:
 
 
 class Store(abc.ABC):
-    """One database. Open with :func:`offload.store.open_store`; close with :meth:`close`."""
+    """One database. Open with :func:`offload.store.open_store`; close with :meth:`close`.
+
+    Both implementations also implement :class:`~offload.store.notify.NotifyStore`
+    (webhooks, email, deliveries)."""
 
     url: str
     supports_push: bool = False

@@ -33,6 +33,7 @@ from .base import (
     ensure_outcome,
     inserted_job,
 )
+from .postgres_notify import PostgresNotify, insert_job_notify, insert_jobs_notify
 from .queries import load_migrations, load_queries
 
 Q = load_queries("postgres")
@@ -73,7 +74,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     return None
 
 
-class PostgresStore(Store):
+class PostgresStore(Store, PostgresNotify):
     supports_push = True
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
@@ -188,7 +189,7 @@ class PostgresStore(Store):
         )
 
     async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
-        if job.idempotency_key is None:
+        if job.idempotency_key is None and not job.notify:
             row = await self.pool.fetchrow(Q["job_insert"], *self._insert_args(job))
             self._events_written([job.id])
             return Job.from_row(row), True
@@ -199,6 +200,10 @@ class PostgresStore(Store):
 
     async def _insert_keyed(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         async with self.pool.acquire() as conn, conn.transaction():
+            if job.idempotency_key is None:  # notify targets: a second row, one transaction
+                row = await conn.fetchrow(Q["job_insert"], *self._insert_args(job))
+                await insert_job_notify(conn, job.id, job.notify)  # type: ignore[arg-type]
+                return Job.from_row(row), True
             # Concurrent inserts with one key block on the key's unique index until the first
             # commits; then exactly one of them owns the key.
             owned = await conn.fetchval(
@@ -211,6 +216,8 @@ class PostgresStore(Store):
             )
             if owned is not None:
                 row = await conn.fetchrow(Q["job_insert"], *self._insert_args(job))
+                if job.notify:
+                    await insert_job_notify(conn, job.id, job.notify)
                 return Job.from_row(row), True
             existing = await conn.fetchrow(Q["idempotency_get"], job.owner, job.idempotency_key)
             if existing["request_hash"] != job.request_hash:
@@ -248,6 +255,7 @@ class PostgresStore(Store):
                     for j in snapshots
                 ],
             )
+            await insert_jobs_notify(conn, jobs)
             if queues:
                 await conn.execute(Q["notify_jobs"], queues)
         self._events_written([j.id for j in snapshots])

@@ -22,8 +22,8 @@ _STATE_SETS = {
 }
 
 
-def load_queries(dialect: str) -> dict[str, str]:
-    text = resources.files(__package__).joinpath("sql", dialect, "queries.sql").read_text()
+def load_queries(dialect: str, file: str = "queries.sql") -> dict[str, str]:
+    text = resources.files(__package__).joinpath("sql", dialect, file).read_text()
     parts = _HEADER.split(text)
     queries: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):

@@ -38,6 +38,7 @@ from .base import (
     ensure_outcome,
 )
 from .queries import load_migrations, load_queries
+from .sqlite_notify import SQLiteNotify, insert_job_notify
 
 Q = load_queries("sqlite")
 T = TypeVar("T")
@@ -78,7 +79,7 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///") :]
 
 
-class SQLiteStore(Store):
+class SQLiteStore(Store, SQLiteNotify):
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
         self.url = url
         self.path = sqlite_path(url)
@@ -246,6 +247,8 @@ class SQLiteStore(Store):
             },
         ).fetchone()
         self._event(conn, now, str(job.id), 1, f"job.{status.value}", status.value, 0)
+        if job.notify:
+            insert_job_notify(conn, job.id, job.notify)
         return _job(row)
 
     async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:

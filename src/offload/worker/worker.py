@@ -123,6 +123,11 @@ class Worker:
             asyncio.create_task(self._supervised("heartbeat", self._heartbeat_forever)),
             asyncio.create_task(self._supervised("maintenance", self._maintain_forever)),
         ]
+        if self.app.settings.dispatch:
+            from ..notify.dispatcher import Dispatcher  # webhooks and email, a duty of workers
+
+            dispatcher = Dispatcher(self.app, holder=self.worker_id)
+            side_tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
         log.info(
             "worker %s started (queues=%s, concurrency=%d, broker=%s)",
             self.worker_id,

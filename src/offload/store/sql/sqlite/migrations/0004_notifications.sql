@@ -1,0 +1,79 @@
+-- Webhooks and email (issue 4): registered endpoints, tenant signing secrets, a job's own
+-- notification targets, deliveries (one row per event and target) with every attempt, and the
+-- dispatcher's position in the event feed.
+
+-- Secrets are kept as given (whsec_…), not hashed: the dispatcher needs them to sign.
+CREATE TABLE offload_webhook_endpoints (
+    id               text PRIMARY KEY,
+    tenant           text NOT NULL,
+    url              text NOT NULL,
+    events           TEXT NOT NULL,
+    secret           text NOT NULL,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    disabled_at      REAL,
+    disabled_reason  text
+);
+CREATE INDEX offload_webhook_endpoints_tenant ON offload_webhook_endpoints (tenant);
+
+-- Signs a job's own webhook (options.notify.webhook); created on first use.
+CREATE TABLE offload_tenant_secrets (
+    tenant      text PRIMARY KEY,
+    secret      text NOT NULL,
+    created_at  REAL NOT NULL,
+    rotated_at  REAL
+);
+
+CREATE TABLE offload_job_notify (
+    job_id   TEXT PRIMARY KEY,
+    webhook  text,
+    email    text,
+    CHECK (webhook IS NOT NULL OR email IS NOT NULL)
+);
+
+CREATE TABLE offload_deliveries (
+    id                text PRIMARY KEY,
+    dedupe_key        text NOT NULL UNIQUE,
+    tenant            text NOT NULL,
+    channel           text NOT NULL CHECK (channel IN ('webhook','email')),
+    endpoint_id       text,
+    target            text NOT NULL,
+    job_id            TEXT NOT NULL,
+    event_type        text NOT NULL,
+    payload           text NOT NULL,
+    status            text NOT NULL CHECK (status IN ('pending','delivering','succeeded','failed')),
+    attempts          integer NOT NULL DEFAULT 0,
+    next_attempt_at   REAL NOT NULL,
+    deadline_at       REAL NOT NULL,
+    lease_owner       text,
+    lease_expires_at  REAL,
+    last_status_code  integer,
+    last_error        text,
+    created_at        REAL NOT NULL,
+    updated_at        REAL NOT NULL,
+    finished_at       REAL,
+    CHECK ((status = 'delivering') = (lease_expires_at IS NOT NULL))
+);
+CREATE INDEX offload_deliveries_due ON offload_deliveries (next_attempt_at)
+    WHERE status IN ('pending','delivering');
+CREATE INDEX offload_deliveries_endpoint ON offload_deliveries (endpoint_id, id);
+CREATE INDEX offload_deliveries_job ON offload_deliveries (job_id, id);
+
+CREATE TABLE offload_delivery_attempts (
+    delivery_id  text NOT NULL,
+    n            integer NOT NULL,
+    attempted_at REAL NOT NULL,
+    duration_ms  REAL NOT NULL,
+    status_code  integer,
+    error        text,
+    PRIMARY KEY (delivery_id, n)
+) WITHOUT ROWID;
+
+-- Where a feed reader (the dispatcher) is in the event feed; one holder at a time (a lease).
+CREATE TABLE offload_feed_cursors (
+    name              text PRIMARY KEY,
+    position          TEXT,
+    holder            text,
+    lease_expires_at  REAL,
+    updated_at        REAL NOT NULL
+);
