@@ -35,23 +35,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..app import Offload
+from ..events.payload import PUBLIC_EVENT_TYPES, TERMINAL_EVENT_TYPES, event_data
 from ..ids import uuid7
 from ..retry import backoff_delay
-from ..store.notify import AttemptResult, Delivery, NewDelivery, NotifyStore, Verdict
+from ..store import EventFilter, FeedEvent
+from ..store.notify import (
+    AttemptResult,
+    Delivery,
+    NewDelivery,
+    NotifyStore,
+    Verdict,
+    WebhookEndpoint,
+)
 from . import mail, signing, webhook
 from .ssrf import AllowList
 
 log = logging.getLogger("offload.notify")
 
 CURSOR = "notify"
-TERMINAL = ("job.succeeded", "job.failed", "job.canceled")
-EVENT_TYPES = (
-    "job.queued",
-    "job.running",
-    "job.progress",
-    "job.retrying",
-    *TERMINAL,
-)
+TERMINAL = TERMINAL_EVENT_TYPES
+EVENT_TYPES = PUBLIC_EVENT_TYPES
 _PAGE = 500
 _CLAIM = 20
 
@@ -89,7 +92,7 @@ class Dispatcher:
         """Where this dispatcher is in the feed while it holds the cursor's lease."""
         self._renew_at = 0.0
         self.ready = asyncio.Event()
-        """Set once both duties are running."""
+        """Set once the first read of the feed is done (the cursor is placed)."""
 
     def stop(self) -> None:
         self._stopping.set()
@@ -101,7 +104,6 @@ class Dispatcher:
             asyncio.create_task(self._supervised("tail", lambda: self._tail_forever(store))),
             asyncio.create_task(self._supervised("deliver", lambda: self._deliver_forever(store))),
         ]
-        self.ready.set()
         try:
             await self._stopping.wait()
         finally:
@@ -109,6 +111,9 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._http.aclose()
+            if self._position is not None:  # hand the feed over now, not when the lease ends
+                with contextlib.suppress(Exception):
+                    await store.feed_cursor_release(CURSOR, self.holder)
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         delay = 0.1
@@ -132,19 +137,15 @@ class Dispatcher:
 
     async def _tail_forever(self, store: Any) -> None:
         interval = self.app.settings.dispatch_interval
-        if not hasattr(store, "events_after"):
-            log.info("this store has no event feed; deliveries are only sent, not created")
-            return
         while not self._stopping.is_set():
             if await self.tail_once(store):
                 self._due.set()
+            self.ready.set()
             await self._pause(interval)
 
     async def tail_once(self, store: Any) -> int:
         """Read the feed to its end (if this dispatcher holds the cursor); return how many
         deliveries were created."""
-        from ..store import EventFilter  # type: ignore[attr-defined]
-
         window = self.app.settings.webhook_retry_window
         lease = max(10.0, self.app.settings.dispatch_interval * 20)
         now = time.monotonic()
@@ -179,10 +180,8 @@ class Dispatcher:
                 return created
 
     async def _route(
-        self, store: NotifyStore, feed: Sequence[Any], endpoints: Sequence[Any]
+        self, store: NotifyStore, feed: Sequence[FeedEvent], endpoints: Sequence[WebhookEndpoint]
     ) -> list[NewDelivery]:
-        from ..events.payload import event_data  # type: ignore[import-not-found]
-
         terminal_ids = [fe.job.id for fe in feed if fe.event.type in TERMINAL]
         own = await store.job_notify_get(terminal_ids) if terminal_ids else {}
         out: list[NewDelivery] = []

@@ -163,6 +163,10 @@ class NotifyStore(abc.ABC):
         reads the feed; the others deliver."""
 
     @abc.abstractmethod
+    async def feed_cursor_release(self, name: str, holder: str) -> None:
+        """Give the lease up (a graceful stop) so another dispatcher takes over at once."""
+
+    @abc.abstractmethod
     async def delivery_enqueue(
         self,
         deliveries: Sequence[NewDelivery],

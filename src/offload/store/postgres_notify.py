@@ -100,6 +100,9 @@ class PostgresNotify(NotifyStore):
         row = await self.pool.fetchrow(Q["feed_cursor_take"], name, holder, lease_seconds)
         return (False, None) if row is None else (True, row["position"])
 
+    async def feed_cursor_release(self, name: str, holder: str) -> None:
+        await self.pool.execute(Q["feed_cursor_release"], name, holder)
+
     async def delivery_enqueue(
         self,
         deliveries: Sequence[NewDelivery],

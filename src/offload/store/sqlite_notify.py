@@ -161,6 +161,12 @@ class SQLiteNotify(NotifyStore):
 
         return await self._tx(run)
 
+    async def feed_cursor_release(self, name: str, holder: str) -> None:
+        def run(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(Q["feed_cursor_release"], {"name": name, "holder": holder})
+
+        await self._tx(run)
+
     async def delivery_enqueue(
         self,
         deliveries: Sequence[NewDelivery],

@@ -65,6 +65,10 @@ SET holder = excluded.holder, lease_expires_at = excluded.lease_expires_at,
 WHERE c.holder IS NULL OR c.holder = excluded.holder OR c.lease_expires_at < now()
 RETURNING position;
 
+-- name: feed_cursor_release
+UPDATE offload_feed_cursors SET holder = NULL, lease_expires_at = NULL
+WHERE name = $1 AND holder = $2;
+
 -- name: feed_cursor_move
 UPDATE offload_feed_cursors SET position = $3, updated_at = now()
 WHERE name = $1 AND holder = $2;

@@ -63,6 +63,10 @@ WHERE offload_feed_cursors.holder IS NULL OR offload_feed_cursors.holder = exclu
    OR offload_feed_cursors.lease_expires_at < excluded.updated_at
 RETURNING position;
 
+-- name: feed_cursor_release
+UPDATE offload_feed_cursors SET holder = NULL, lease_expires_at = NULL
+WHERE name = :name AND holder = :holder;
+
 -- name: feed_cursor_move
 UPDATE offload_feed_cursors SET position = :position, updated_at = :now
 WHERE name = :name AND holder = :holder;
