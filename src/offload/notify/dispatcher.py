@@ -100,16 +100,22 @@ class Dispatcher:
 
     async def run(self) -> None:
         store: Any = await self.app.store()
-        tasks = [
-            asyncio.create_task(self._supervised("tail", lambda: self._tail_forever(store))),
-            asyncio.create_task(self._supervised("deliver", lambda: self._deliver_forever(store))),
-        ]
+        tail = asyncio.create_task(self._supervised("tail", lambda: self._tail_forever(store)))
+        deliver = asyncio.create_task(
+            self._supervised("deliver", lambda: self._deliver_forever(store))
+        )
         try:
             await self._stopping.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self.stop()
+            tail.cancel()
+            # Attempts in flight finish and are recorded (each is bounded by its timeout):
+            # cut off, they would stay leased until the lease runs out.
+            try:
+                await asyncio.wait_for(asyncio.shield(deliver), self._lease)
+            except (TimeoutError, asyncio.CancelledError):
+                deliver.cancel()
+            await asyncio.gather(tail, deliver, return_exceptions=True)
             await self._http.aclose()
             if self._position is not None:  # hand the feed over now, not when the lease ends
                 with contextlib.suppress(Exception):
