@@ -37,6 +37,11 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(queues_cli, name="queues")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(db_cli, name="db")
+webhooks_cli = typer.Typer(
+    help="Webhook endpoints and deliveries (admin, over the HTTP API: OFFLOAD_URL).",
+    no_args_is_help=True,
+)
+cli.add_typer(webhooks_cli, name="webhooks")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error message stays one greppable line
@@ -591,6 +596,121 @@ def _set_paused(name: str, paused: bool, app: str | None) -> None:
 
         _run(go())
     out.print(f"queue {name} {'paused' if paused else 'resumed'}")
+
+
+# -- webhooks (over the HTTP API) ------------------------------------------------------------
+
+
+def _admin_api() -> Any:
+    api = _remote()
+    if api is None:
+        raise _fail("webhook commands go through the HTTP API: set OFFLOAD_URL and an admin "
+                    "OFFLOAD_API_KEY", 2)  # fmt: skip
+    return api
+
+
+def _print_webhooks(hooks: list[Any]) -> None:
+    table = Table("id", "tenant", "url", "events", "state")
+    for h in hooks:
+        state = f"disabled: {h.disabled_reason}" if h.disabled_at else "active"
+        table.add_row(h.id, escape(h.tenant), escape(h.url), " ".join(h.events), escape(state))
+    out.print(table)
+
+
+@webhooks_cli.command("create")
+def webhooks_create(
+    url: str,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event", help="An event type to receive (repeat); default the terminal ones."
+        ),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Whose jobs (default: the key's).")] = None,
+) -> None:
+    """Register an endpoint; prints its id and signing secret (shown once)."""
+    hook = _over_api(_admin_api(), lambda c: c.create_webhook(url, event or None, tenant))
+    out.print(f"{hook.id} {hook.secret}", highlight=False, soft_wrap=True)
+
+
+@webhooks_cli.command("list")
+def webhooks_list(tenant: Annotated[str | None, typer.Option()] = None) -> None:
+    """Registered endpoints (never their secrets)."""
+    _print_webhooks(_over_api(_admin_api(), lambda c: c.webhooks(tenant)))
+
+
+@webhooks_cli.command("delete")
+def webhooks_delete(endpoint_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Delete an endpoint; its pending deliveries are dropped."""
+    _over_api(_admin_api(), lambda c: c.delete_webhook(endpoint_id))
+    out.print(f"{endpoint_id} deleted")
+
+
+@webhooks_cli.command("rotate")
+def webhooks_rotate(endpoint_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Replace an endpoint's signing secret; prints the new one."""
+    hook = _over_api(_admin_api(), lambda c: c.rotate_webhook(endpoint_id))
+    out.print(hook.secret, highlight=False, soft_wrap=True)
+
+
+@webhooks_cli.command("secret")
+def webhooks_secret(
+    tenant: Annotated[str | None, typer.Option(help="Default: the key's tenant.")] = None,
+    rotate: Annotated[bool, typer.Option("--rotate", help="Replace it first.")] = False,
+) -> None:
+    """The secret signing a tenant's job webhooks (options.notify.webhook)."""
+    secret = _over_api(_admin_api(), lambda c: c.signing_secret(tenant, rotate=rotate))
+    out.print(secret, highlight=False, soft_wrap=True)
+
+
+@webhooks_cli.command("deliveries")
+def webhooks_deliveries(
+    endpoint_id: Annotated[str | None, typer.Argument(metavar="[ID]")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="A job's deliveries instead.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """The newest deliveries of an endpoint (ID) or of a job (--job)."""
+    if (endpoint_id is None) == (job is None):
+        raise _fail("give an endpoint ID or --job JOB_ID", 2)
+    found = _over_api(
+        _admin_api(),
+        lambda c: c.deliveries(endpoint_id=endpoint_id, job_id=job, page_size=limit),
+    )
+    table = Table("delivery", "job", "event", "channel", "status", "attempts", "last")
+    for d in found:
+        last = str(d.last_status_code or "") or (d.last_error or "")[:60]
+        table.add_row(
+            d.id, str(d.job_id), d.event_type, d.channel, d.status, str(d.attempts), escape(last)
+        )
+    out.print(table)
+
+
+@webhooks_cli.command("resend")
+def webhooks_resend(delivery_id: Annotated[str, typer.Argument(metavar="DELIVERY_ID")]) -> None:
+    """Send a delivery again (same webhook-id, a fresh retry window)."""
+    d = _over_api(_admin_api(), lambda c: c.resend(delivery_id))
+    out.print(f"{d.id} {d.status}")
+
+
+@cli.command()
+def dispatch(app: AppOption = None) -> None:
+    """Send webhooks and email until SIGTERM. Workers do this too unless OFFLOAD_DISPATCH=0;
+    run it on its own to keep delivery off the worker machines."""
+    import signal
+
+    offload = _app(app)
+
+    async def go() -> None:
+        from .notify.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(offload)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, dispatcher.stop)
+        async with offload:
+            await dispatcher.run()
+
+    _run(go())
 
 
 @db_cli.command("upgrade")

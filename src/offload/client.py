@@ -192,6 +192,71 @@ class ApiKey:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A registered webhook endpoint (admin)."""
+
+    id: str
+    tenant: str
+    url: str
+    events: list[str]
+    created_at: datetime
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    secret: str | None = field(default=None, repr=False)
+    """``whsec_…``: only in the answers to :meth:`Client.create_webhook` and rotate."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Webhook:
+        return cls(
+            id=data["id"],
+            tenant=data["tenant"],
+            url=data["url"],
+            events=list(data["events"]),
+            created_at=_time(data["created_at"]),  # type: ignore[arg-type]
+            disabled_at=_time(data.get("disabled_at")),
+            disabled_reason=data.get("disabled_reason"),
+            secret=data.get("secret"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event for one target (webhook or email) and how its attempts went (admin)."""
+
+    id: str
+    """The ``webhook-id`` header, the same on every attempt."""
+    channel: str
+    endpoint_id: str | None
+    job_id: uuid.UUID
+    target: str
+    event_type: str
+    status: str
+    """``pending``, ``delivering``, ``succeeded`` or ``failed``."""
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookDelivery:
+        return cls(
+            id=data["id"],
+            channel=data["channel"],
+            endpoint_id=data.get("endpoint_id"),
+            job_id=uuid.UUID(data["job_id"]),
+            target=data["target"],
+            event_type=data["event_type"],
+            status=data["status"],
+            attempts=data["attempts"],
+            last_status_code=data.get("last_status_code"),
+            last_error=data.get("last_error"),
+            created_at=_time(data["created_at"]),  # type: ignore[arg-type]
+            history=list(data.get("history") or []),
+        )
+
+
 def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
@@ -418,6 +483,7 @@ def _submit(
     run_at: datetime | str | None,
     queue: str | None,
     wait: int | None,
+    notify: Mapping[str, str] | None = None,
 ) -> _Op[Job]:
     body: dict[str, Any] = {"type": type, "input": input}
     options = {
@@ -425,6 +491,7 @@ def _submit(
         "delay_seconds": delay_seconds,
         "run_at": run_at.isoformat() if isinstance(run_at, datetime) else run_at,
         "queue": queue,
+        "notify": dict(notify) if notify else None,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if options:
@@ -560,6 +627,51 @@ def _create_key(tenant: str, role: str, name: str | None) -> _Op[ApiKey]:
 def _revoke_key(key_id: str) -> _Op[ApiKey]:
     path = f"/v1/admin/keys/{quote(key_id, safe='')}/revoke"
     return _one(_Request("POST", path), ApiKey.from_json)
+
+
+def _webhooks(tenant: str | None) -> _Op[list[Webhook]]:
+    request = _Request("GET", "/v1/webhooks", params=_query(tenant=tenant))
+    return _one(request, lambda ws: [Webhook.from_json(w) for w in ws])
+
+
+def _create_webhook(url: str, events: list[str] | None, tenant: str | None) -> _Op[Webhook]:
+    body = {k: v for k, v in {"url": url, "events": events, "tenant": tenant}.items() if v}
+    return _one(_Request("POST", "/v1/webhooks", json=body, expect=(201,)), Webhook.from_json)
+
+
+def _webhook_action(endpoint_id: str, method: str, action: str = "") -> _Request:
+    path = f"/v1/webhooks/{quote(endpoint_id, safe='')}{action}"
+    return _Request(method, path, expect=(204,) if method == "DELETE" else (200,))
+
+
+def _delete_webhook(endpoint_id: str) -> _Op[None]:
+    yield _webhook_action(endpoint_id, "DELETE")
+    return None
+
+
+def _deliveries(
+    endpoint_id: str | None, job_id: JobId | None, page_size: int
+) -> _Op[list[WebhookDelivery]]:
+    if (endpoint_id is None) == (job_id is None):
+        raise ValueError("give an endpoint id or a job id")
+    if endpoint_id is not None:
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/deliveries"
+    else:
+        path = f"/v1/admin/jobs/{_id(job_id)}/deliveries"  # type: ignore[arg-type]
+    request = _Request("GET", path, params=_query(page_size=page_size))
+    return _one(request, lambda p: [WebhookDelivery.from_json(d) for d in p["deliveries"]])
+
+
+def _delivery(delivery_id: str, resend: bool) -> _Op[WebhookDelivery]:
+    path = f"/v1/deliveries/{quote(delivery_id, safe='')}"
+    request = _Request("POST", path + "/resend", expect=(202,)) if resend else _Request("GET", path)
+    return _one(request, WebhookDelivery.from_json)
+
+
+def _signing_secret(tenant: str | None, rotate: bool) -> _Op[str]:
+    path = "/v1/signing-secret" + ("/rotate" if rotate else "")
+    request = _Request("POST" if rotate else "GET", path, params=_query(tenant=tenant))
+    return _one(request, lambda data: str(data["secret"]))
 
 
 def _list_query(
@@ -714,11 +826,15 @@ class Client:
         run_at: datetime | str | None = None,
         queue: str | None = None,
         wait: int | None = None,
+        notify: Mapping[str, str] | None = None,
     ) -> Job:
         """Submit a job (202). With ``wait=N`` the server holds the answer up to N seconds and
         returns the finished job if it finishes in time. The same ``idempotency_key`` with the
-        same body returns the original job; with another body it raises ValidationFailed."""
-        op = _submit(type, input, idempotency_key, priority, delay_seconds, run_at, queue, wait)
+        same body returns the original job; with another body it raises ValidationFailed.
+        ``notify={"webhook": url, "email": address}`` announces the job's end."""
+        op = _submit(
+            type, input, idempotency_key, priority, delay_seconds, run_at, queue, wait, notify
+        )
         return self._run(op)
 
     def get(self, job_id: JobId) -> Job:
@@ -831,6 +947,45 @@ class Client:
     def revoke_key(self, key_id: str) -> ApiKey:
         return self._run(_revoke_key(key_id))
 
+    # -- webhooks (admin) --------------------------------------------------------------------
+
+    def webhooks(self, tenant: str | None = None) -> list[Webhook]:
+        return self._run(_webhooks(tenant))
+
+    def create_webhook(
+        self, url: str, events: list[str] | None = None, tenant: str | None = None
+    ) -> Webhook:
+        """Register an endpoint; its signing secret is in ``.secret`` (this answer only)."""
+        return self._run(_create_webhook(url, events, tenant))
+
+    def webhook(self, endpoint_id: str) -> Webhook:
+        return self._run(_one(_webhook_action(endpoint_id, "GET"), Webhook.from_json))
+
+    def delete_webhook(self, endpoint_id: str) -> None:
+        self._run(_delete_webhook(endpoint_id))
+
+    def rotate_webhook(self, endpoint_id: str) -> Webhook:
+        """A new signing secret, in ``.secret``."""
+        request = _webhook_action(endpoint_id, "POST", "/rotate")
+        return self._run(_one(request, Webhook.from_json))
+
+    def deliveries(
+        self, *, endpoint_id: str | None = None, job_id: JobId | None = None, page_size: int = 50
+    ) -> list[WebhookDelivery]:
+        """The newest deliveries of an endpoint or of a job."""
+        return self._run(_deliveries(endpoint_id, job_id, page_size))
+
+    def delivery(self, delivery_id: str) -> WebhookDelivery:
+        """One delivery with every attempt in ``.history``."""
+        return self._run(_delivery(delivery_id, resend=False))
+
+    def resend(self, delivery_id: str) -> WebhookDelivery:
+        return self._run(_delivery(delivery_id, resend=True))
+
+    def signing_secret(self, tenant: str | None = None, *, rotate: bool = False) -> str:
+        """The secret signing a tenant's job webhooks (``options.notify.webhook``)."""
+        return self._run(_signing_secret(tenant, rotate))
+
 
 class AsyncClient:
     """offload's HTTP API for asyncio (``httpx.AsyncClient``): the methods of :class:`Client`,
@@ -911,8 +1066,11 @@ class AsyncClient:
         run_at: datetime | str | None = None,
         queue: str | None = None,
         wait: int | None = None,
+        notify: Mapping[str, str] | None = None,
     ) -> Job:
-        op = _submit(type, input, idempotency_key, priority, delay_seconds, run_at, queue, wait)
+        op = _submit(
+            type, input, idempotency_key, priority, delay_seconds, run_at, queue, wait, notify
+        )
         return await self._run(op)
 
     async def get(self, job_id: JobId) -> Job:
@@ -1005,3 +1163,35 @@ class AsyncClient:
 
     async def revoke_key(self, key_id: str) -> ApiKey:
         return await self._run(_revoke_key(key_id))
+
+    async def webhooks(self, tenant: str | None = None) -> list[Webhook]:
+        return await self._run(_webhooks(tenant))
+
+    async def create_webhook(
+        self, url: str, events: list[str] | None = None, tenant: str | None = None
+    ) -> Webhook:
+        return await self._run(_create_webhook(url, events, tenant))
+
+    async def webhook(self, endpoint_id: str) -> Webhook:
+        return await self._run(_one(_webhook_action(endpoint_id, "GET"), Webhook.from_json))
+
+    async def delete_webhook(self, endpoint_id: str) -> None:
+        await self._run(_delete_webhook(endpoint_id))
+
+    async def rotate_webhook(self, endpoint_id: str) -> Webhook:
+        request = _webhook_action(endpoint_id, "POST", "/rotate")
+        return await self._run(_one(request, Webhook.from_json))
+
+    async def deliveries(
+        self, *, endpoint_id: str | None = None, job_id: JobId | None = None, page_size: int = 50
+    ) -> list[WebhookDelivery]:
+        return await self._run(_deliveries(endpoint_id, job_id, page_size))
+
+    async def delivery(self, delivery_id: str) -> WebhookDelivery:
+        return await self._run(_delivery(delivery_id, resend=False))
+
+    async def resend(self, delivery_id: str) -> WebhookDelivery:
+        return await self._run(_delivery(delivery_id, resend=True))
+
+    async def signing_secret(self, tenant: str | None = None, *, rotate: bool = False) -> str:
+        return await self._run(_signing_secret(tenant, rotate))
