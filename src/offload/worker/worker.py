@@ -110,6 +110,7 @@ class Worker:
         store.on_jobs(self._wake.set)
         store.on_cancel_requested(self._on_cancel_requested)
         broker = await self.app.broker()
+        await broker.check("consume", self.queues)  # a clear error now, not failed takes later
         consumer = self._consumer = broker.consumer(
             store,
             types=self._types,
