@@ -67,7 +67,7 @@ def pg_url(pg_database: str) -> Iterator[str]:
         try:
             await conn.execute(
                 "TRUNCATE offload_jobs, offload_job_events, offload_queues, "
-                "offload_idempotency_keys"
+                "offload_idempotency_keys, offload_outbox"
             )
         finally:
             await conn.close()
