@@ -67,9 +67,9 @@ def pg_url(pg_database: str) -> Iterator[str]:
         try:
             await conn.execute(
                 "TRUNCATE offload_jobs, offload_job_events, offload_queues, "
-                "offload_idempotency_keys, offload_webhook_endpoints, offload_tenant_secrets, "
-                "offload_job_notify, offload_deliveries, offload_delivery_attempts, "
-                "offload_feed_cursors"
+                "offload_idempotency_keys, offload_outbox, offload_webhook_endpoints, "
+                "offload_tenant_secrets, offload_job_notify, offload_deliveries, "
+                "offload_delivery_attempts, offload_feed_cursors"
             )
         finally:
             await conn.close()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .context import Context
     from .errors import (
+        BrokerAccessDenied,
         BrokerUnavailable,
         Canceled,
         IdempotencyConflict,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BrokerAccessDenied",
     "BrokerUnavailable",
     "Canceled",
     "Context",
@@ -79,6 +81,7 @@ _HOMES = {
     "SchemaOutdated": "errors",
     "Settings": "config",
     "StoreUnavailable": "errors",
+    "BrokerAccessDenied": "errors",
     "BrokerUnavailable": "errors",
     "UnknownJobType": "errors",
     "Worker": "worker",

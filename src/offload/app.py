@@ -11,14 +11,15 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .broker import Broker, open_broker
+from .broker import Broker, carries_messages, open_broker
+from .broker.outbox import Relay
 from .config import Settings
 from .errors import SchemaOutdated
 from .events.bus import EventHub, Transport, transport_for
 from .ids import parse_job_id, uuid7, uuid7_many
-from .jobs import Job, JobEvent
+from .jobs import Job, JobEvent, JobStatus
 from .registry import JobSpec, Registry, input_model_of
-from .store import JobFilter, NewJob, QueueInfo, Store, open_store
+from .store import JobFilter, NewJob, OutboxEntry, QueueInfo, Store, open_store
 from .store.notify import Notify
 from .store.queries import load_migrations
 
@@ -55,6 +56,9 @@ class Offload:
         self._broker: Broker | None = None
         self._events: Transport | None = None
         self._hub: EventHub | None = None
+        self._relay: Relay | None = None
+        self._outbox = carries_messages(settings.broker_url)
+        """A message broker is configured: writes go through the outbox and get published."""
         self._connecting: asyncio.Lock | None = None
 
     # -- registering -------------------------------------------------------------------------
@@ -105,6 +109,7 @@ class Offload:
         async with self._connecting:
             if self._store is None:
                 store = open_store(self.settings.database_url)
+                store.outbox = self._outbox
                 await store.connect()
                 try:
                     await self._check_schema(store)
@@ -154,14 +159,24 @@ class Offload:
         """The connected broker of ``OFFLOAD_BROKER_URL`` (the table queue when unset)."""
         if self._broker is not None:
             return self._broker
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
+        store = await self.store()
+        assert self._connecting is not None
         async with self._connecting:
             if self._broker is None:
                 broker = open_broker(self.settings.broker_url, prefix=self.settings.broker_prefix)
                 await broker.connect()
+                if broker.carries_messages:
+                    self._relay = Relay(store, broker)
                 self._broker = broker
         return self._broker
+
+    async def relay(self) -> Relay | None:
+        """The outbox relay of this process: None with the table queue."""
+        if not self._outbox:
+            return None
+        if self._relay is None:
+            await self.broker()
+        return self._relay
 
     async def upgrade_schema(self) -> list[int]:
         """Apply pending migrations (``offload db upgrade``); return the versions applied."""
@@ -173,6 +188,9 @@ class Offload:
             await store.close()
 
     async def close(self) -> None:
+        if self._relay is not None:
+            await self._relay.close()
+            self._relay = None
         if self._hub is not None:
             await self._hub.close()
             self._hub = None
@@ -286,7 +304,11 @@ class Offload:
         if notify is not None:
             new = dataclasses.replace(new, notify=notify)
         store = await self.store()
-        return await store.job_insert(new, self.settings.idempotency_ttl_seconds)
+        job, created = await store.job_insert(new, self.settings.idempotency_ttl_seconds)
+        if self._outbox and created and job.status is JobStatus.QUEUED:
+            relay = await self.relay()
+            relay.publish_soon([OutboxEntry(job.id, 1, job.queue, job.priority)])  # type: ignore[union-attr]
+        return job, created
 
     async def submit_many(
         self,
@@ -322,7 +344,17 @@ class Offload:
             for job_id, item in zip(uuid7_many(len(data)), data, strict=True)
         ]
         store = await self.store()
-        return await store.job_insert_many(new)
+        jobs = await store.job_insert_many(new)
+        if self._outbox:
+            relay = await self.relay()
+            relay.publish_soon(  # type: ignore[union-attr]
+                [
+                    OutboxEntry(j.id, 1, j.queue, j.priority)
+                    for j in jobs
+                    if j.status is JobStatus.QUEUED
+                ]
+            )
+        return jobs
 
     async def _checked_notify(self, notify: Notify | Mapping[str, Any] | None) -> Notify | None:
         if notify is None:
@@ -370,7 +402,9 @@ class Offload:
             return None
         spec = self.registry.get(job.type)
         new_input = spec.dump(input) if input is not None else None
-        return await store.job_replay(parsed, new_input, spec.max_attempts, actor)
+        replayed = await store.job_replay(parsed, new_input, spec.max_attempts, actor)
+        await self._kick_relay()
+        return replayed
 
     async def pause_queue(self, name: str, *, actor: str | None = None) -> None:
         """Workers stop claiming from ``name``; waiting jobs stay queued, nothing is lost."""
@@ -378,6 +412,13 @@ class Offload:
 
     async def resume_queue(self, name: str, *, actor: str | None = None) -> None:
         await (await self.store()).queue_set_paused(name, False, actor)
+        await self._kick_relay()
+
+    async def _kick_relay(self) -> None:
+        """A store change wrote outbox rows it did not return: publish them."""
+        if self._outbox:
+            relay = await self.relay()
+            relay.kick()  # type: ignore[union-attr]
 
     async def queues(self) -> list[QueueInfo]:
         return await (await self.store()).queue_list()

@@ -33,6 +33,10 @@ queues_cli = typer.Typer(help="Inspect, pause and resume queues.", no_args_is_he
 dlq_cli = typer.Typer(help="The dead-letter list: jobs that failed for good.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_cli = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+broker_cli = typer.Typer(
+    help="Broker identities (RabbitMQ, Redis) for the API and workers.", no_args_is_help=True
+)
+cli.add_typer(broker_cli, name="broker")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(queues_cli, name="queues")
 cli.add_typer(dlq_cli, name="dlq")
@@ -725,6 +729,81 @@ def db_upgrade(app: AppOption = None) -> None:
         out.print(f"applied migrations {', '.join(map(str, applied))} to {where}")
     else:
         out.print(f"{where} is up to date")
+
+
+BrokerUrl = Annotated[
+    str,
+    typer.Option("--url", envvar="OFFLOAD_BROKER_URL", help="amqp://… or redis://…"),
+]
+BrokerPrefix = Annotated[
+    str,
+    typer.Option(envvar="OFFLOAD_BROKER_PREFIX", help="Namespace of every broker name."),
+]
+
+
+@broker_cli.command("setup")
+def broker_setup(
+    url: BrokerUrl,
+    prefix: BrokerPrefix = "offload",
+    publisher: Annotated[
+        str | None, typer.Option(help="User for the API (default: PREFIX-publisher).")
+    ] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="User for workers (default: PREFIX-consumer).")
+    ] = None,
+    rabbitmqctl: Annotated[
+        str, typer.Option(help="RabbitMQ: the rabbitmqctl command on the broker's host.")
+    ] = "rabbitmqctl",
+    node: Annotated[str | None, typer.Option(help="RabbitMQ: node name (rabbitmqctl -n).")] = None,
+) -> None:
+    """Create a publisher identity for the API and a consumer identity for workers, each
+    allowed only what its side does; print the OFFLOAD_BROKER_URL of each (passwords shown
+    once). RabbitMQ: users on the URL's vhost, made with rabbitmqctl. Redis: ACL users, made
+    through the URL's (admin) connection. Running it again gives new passwords."""
+    import shlex
+
+    from .broker.access import RabbitMQCtl, setup
+
+    names = {
+        "publisher": publisher or f"{prefix}-publisher",
+        "consumer": consumer or f"{prefix}-consumer",
+    }
+    ctl = RabbitMQCtl(shlex.split(rabbitmqctl), node)
+    identities = _run(setup(url, prefix=prefix, usernames=names, ctl=ctl))  # type: ignore[arg-type]
+    sides = {"publisher": "the API (publish only)", "consumer": "workers (consume + publish)"}
+    for identity in identities:
+        out.print(f"[bold]{identity.role}[/bold] {identity.username!r} for {sides[identity.role]}:")
+        print(f"  OFFLOAD_BROKER_URL={identity.url}")
+    out.print("The passwords are shown only now: keep them in your secret store.")
+
+
+@broker_cli.command("check")
+def broker_check(
+    url: BrokerUrl,
+    role: Annotated[str, typer.Option(help="publish (the API) or consume (a worker).")],
+    prefix: BrokerPrefix = "offload",
+    queues: Annotated[
+        str | None, typer.Option(help="consume: comma-separated queues (default: all).")
+    ] = None,
+) -> None:
+    """Check what the API and workers check at start-up: that this identity can publish, or
+    consume. Exit code 1 with the broker's reason if not."""
+    from .broker import open_broker
+
+    if role not in ("publish", "consume"):
+        raise _fail(f"--role must be publish or consume, not {role!r}", 2)
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+
+    async def check() -> None:
+        broker = open_broker(url, prefix=prefix)
+        await broker.connect()
+        try:
+            await broker.check(role, names)
+        finally:
+            await broker.close()
+
+    _run(check())
+    out.print(f"ok: this identity can {role}")
 
 
 # -- printing --------------------------------------------------------------------------------

@@ -112,6 +112,14 @@ class BrokerUnavailable(OffloadError):
     code = "broker_unavailable"
 
 
+class BrokerAccessDenied(BrokerUnavailable):
+    """The broker was reached but refused this identity what its side needs (a publisher
+    that may not publish, a consumer that may not consume, a wrong password). Retrying will
+    not help: fix the credentials or permissions (``offload broker setup``)."""
+
+    code = "broker_access_denied"
+
+
 class SchemaOutdated(OffloadError):
     """The database schema is older than this version of offload: run ``offload db upgrade``."""
 

@@ -24,7 +24,7 @@ from offload.broker import Broker, Consumer, open_broker
 from offload.store import Store
 from tests.conftest import service_missing
 
-BROKERS = ["table", "rabbitmq"]
+BROKERS = ["table", "redis", "rabbitmq"]
 """The brokers every contract test runs against."""
 
 REDIS_URL = os.environ.get("OFFLOAD_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -93,6 +93,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await offload.store()  # fail at start-up, not on the first request
+        await (await offload.broker()).check("publish")
         worker = task = None
         if inline_workers > 0:
             from ..worker import Worker

@@ -20,14 +20,20 @@ BROKERS: dict[str, str] = {
 loads a Redis or AMQP client)."""
 
 
+def carries_messages(url: str | None) -> bool:
+    """Whether ``url`` names a message broker (which needs the outbox), not the table queue."""
+    return bool(url) and url != "table" and not url.startswith("table:")  # type: ignore[union-attr]
+
+
 def open_broker(url: str | None, *, prefix: str = "offload") -> Broker:
     """A (not yet connected) broker: None or ``table:`` for the store's table queue,
     ``redis://…`` for Redis Streams, ``amqp://…`` for RabbitMQ. ``prefix`` namespaces every
     key, stream or queue name the broker creates (one per deployment, or per test run)."""
-    if not url or url == "table" or url.startswith("table:"):
+    if not carries_messages(url):
         from .table import TableBroker
 
         return TableBroker()
+    assert url is not None
     scheme = url.split(":", 1)[0].lower()
     target = BROKERS.get(scheme)
     if target is None:
@@ -48,5 +54,6 @@ __all__ = [
     "Delivery",
     "Message",
     "MessageConsumer",
+    "carries_messages",
     "open_broker",
 ]

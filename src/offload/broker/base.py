@@ -159,6 +159,12 @@ class Broker(abc.ABC):
         in flight), or None if it cannot tell. The reconciler compares it with the store."""
         return None
 
+    async def check(self, role: str, queues: Sequence[str] | None = None) -> None:  # noqa: B027
+        """Prove at start-up that this identity can do its side's job: ``publish`` (the API) or
+        ``consume`` (a worker of ``queues``, None for every queue). Raise
+        :class:`BrokerUnavailable` saying what the broker refused; the default checks nothing
+        (the table queue needs no broker rights)."""
+
     async def destroy(self) -> None:  # noqa: B027 - the table queue creates nothing
         """Delete everything this broker created under its prefix (streams, keys, queues,
         users): for tests and for tearing a deployment down. Never touches other names."""

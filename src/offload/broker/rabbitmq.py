@@ -49,6 +49,7 @@ from aio_pika.abc import (
 )
 
 from ..config import redact_url
+from ..errors import BrokerAccessDenied
 from ..store import Store
 from .base import Broker, BrokerUnavailable, Delivery, Message, MessageConsumer
 
@@ -65,6 +66,14 @@ PUBLISH_TIMEOUT = 10.0
 """Seconds to wait for a publisher confirm before calling the broker unavailable."""
 
 _ERRORS = (aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError, OSError, TimeoutError)
+_REFUSALS = (
+    aiormq.exceptions.ChannelAccessRefused,
+    aiormq.exceptions.ProbableAuthenticationError,
+    aiormq.exceptions.AuthenticationError,
+    aiormq.exceptions.ConnectionNotAllowed,
+)
+"""What RabbitMQ answers to a wrong password, a vhost the user may not use, or a missing
+permission: retrying will not help, so these become :class:`BrokerAccessDenied`."""
 
 
 class Names:
@@ -94,7 +103,6 @@ class RabbitBroker(Broker):
         self.url = url
         self.names = Names(prefix)
         self._conn: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._declared: set[str] = set()
         self._declaring = asyncio.Lock()
@@ -113,13 +121,22 @@ class RabbitBroker(Broker):
             conn = await aio_pika.connect_robust(
                 self.url, timeout=10, client_properties={"connection_name": "offload"}
             )
+        except _REFUSALS as exc:
+            raise BrokerAccessDenied(
+                f"RabbitMQ at {redact_url(self.url)} refused the login: {_describe(exc)}"
+            ) from None
         except _ERRORS as exc:
             raise BrokerUnavailable(
                 f"RabbitMQ at {redact_url(self.url)} is not reachable: {_describe(exc)}"
             ) from None
         try:
             self._exchange = await self._declare_exchange(conn)
-            self._channel = self._exchange.channel
+        except _REFUSALS as exc:
+            await conn.close()
+            raise BrokerAccessDenied(
+                f"RabbitMQ at {redact_url(self.url)} refused access to {self.names.exchange!r}: "
+                f"{_describe(exc)}"
+            ) from None
         except _ERRORS as exc:
             await conn.close()
             raise BrokerUnavailable(
@@ -137,7 +154,7 @@ class RabbitBroker(Broker):
             await probe.declare_exchange(
                 self.names.exchange, aio_pika.ExchangeType.DIRECT, durable=True
             )
-        except aio_pika.exceptions.ChannelAccessRefused:
+        except aiormq.exceptions.ChannelAccessRefused:
             self._may_declare = False
         finally:
             with contextlib.suppress(*_ERRORS):
@@ -199,7 +216,7 @@ class RabbitBroker(Broker):
                 for name in missing:
                     await self.declare_queue(channel, name)
                     self._declared.add(name)
-            except aio_pika.exceptions.ChannelAccessRefused:
+            except aiormq.exceptions.ChannelAccessRefused:
                 self._may_declare = False
             finally:
                 with contextlib.suppress(*_ERRORS):
@@ -226,6 +243,8 @@ class RabbitBroker(Broker):
                     for m in messages
                 )
             )
+        except _REFUSALS as exc:
+            raise BrokerAccessDenied(f"RabbitMQ refused to publish: {_describe(exc)}") from None
         except _ERRORS as exc:
             raise BrokerUnavailable(
                 f"RabbitMQ did not confirm {len(messages)} message(s): {_describe(exc)}"
@@ -299,10 +318,14 @@ class RabbitBroker(Broker):
                     await queue.cancel(tag)
             else:
                 raise ValueError(f"role must be 'publish' or 'consume', not {role!r}")
-        except _ERRORS as exc:
-            raise BrokerUnavailable(
+        except _REFUSALS as exc:
+            raise BrokerAccessDenied(
                 f"RabbitMQ at {redact_url(self.url)} refused to let this identity {role}: "
                 f"{_describe(exc)}"
+            ) from None
+        except _ERRORS as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ at {redact_url(self.url)} failed the {role} check: {_describe(exc)}"
             ) from None
         finally:
             with contextlib.suppress(*_ERRORS):
@@ -385,6 +408,8 @@ class RabbitConsumer(MessageConsumer):
     async def receive(self, limit: int, wait: float) -> list[Delivery]:
         try:
             await self._start()
+        except _REFUSALS as exc:
+            raise BrokerAccessDenied(f"RabbitMQ refused the consumer: {_describe(exc)}") from None
         except _ERRORS as exc:
             raise BrokerUnavailable(f"RabbitMQ refused the consumer: {_describe(exc)}") from None
         if not self._buffer and wait > 0:

@@ -75,6 +75,17 @@ def ensure_outcome(outcome: Outcome) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A job a message broker must hear about: one outbox row (``seq`` is the job's event
+    sequence number of the change that wrote it; 0 for a republish by the reconciler)."""
+
+    job_id: uuid.UUID
+    seq: int
+    queue: str
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """Who holds a running job. Every write of an attempt is fenced on ``attempt`` and, when
     given, on ``worker_id`` too: claims may be committed asynchronously (a database crash can
@@ -232,6 +243,10 @@ class Store(abc.ABC):
     url: str
     supports_push: bool = False
     """True when the database tells :meth:`on_jobs` listeners about new work (no polling)."""
+    outbox: bool = False
+    """True with a message broker: every change that makes a job runnable (insert, promote,
+    release, replay, resume) also writes an outbox row in the same transaction. Set before
+    use; the table queue leaves it off and pays nothing."""
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -365,6 +380,27 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def jobs_promote_due(self, limit: int = 500) -> int:
         """``scheduled`` and ``retrying`` jobs whose ``run_at`` passed become ``queued``."""
+
+    # -- the outbox and the reconciler (message brokers only) ----------------------------------
+
+    @abc.abstractmethod
+    async def outbox_pending(self, *, older_than: float, limit: int) -> list[OutboxEntry]:
+        """Outbox rows written at least ``older_than`` seconds ago, oldest first."""
+
+    @abc.abstractmethod
+    async def outbox_delete(self, entries: Sequence[OutboxEntry]) -> None:
+        """Forget published rows (by job id and seq; missing ones are ignored)."""
+
+    @abc.abstractmethod
+    async def jobs_due_by_queue(self, *, older_than: float) -> dict[str, int]:
+        """Per unpaused queue, the jobs waiting and due for at least ``older_than`` seconds
+        (unchanged that long): what the broker should be holding messages for."""
+
+    @abc.abstractmethod
+    async def jobs_due(
+        self, queue: str, *, older_than: float, limit: int, after: uuid.UUID | None = None
+    ) -> list[OutboxEntry]:
+        """Those jobs of ``queue``, by id (``after``: the last id of the previous page)."""
 
     # -- control -------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from .base import (
     JobFilter,
     Lease,
     NewJob,
+    OutboxEntry,
     Outcome,
     QueueInfo,
     Store,
@@ -41,6 +42,7 @@ _COPY_JOB_COLUMNS = [
     "id", "type", "queue", "priority", "status", "input", "max_attempts", "run_at", "owner",
     "created_at", "updated_at",
 ]  # fmt: skip
+_COPY_OUTBOX_COLUMNS = ["job_id", "seq", "queue", "priority", "created_at"]
 _COPY_EVENT_COLUMNS = ["job_id", "seq", "type", "status", "attempt", "created_at"]
 _MIGRATION_LOCK = 0x0FF10AD  # advisory lock key: one migrator at a time
 
@@ -172,6 +174,10 @@ class PostgresStore(Store, PostgresNotify):
 
     # -- submitting --------------------------------------------------------------------------
 
+    @property
+    def _insert_query(self) -> str:
+        return Q["job_insert_outbox"] if self.outbox else Q["job_insert"]
+
     def _insert_args(self, job: NewJob) -> tuple[Any, ...]:
         status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
         return (
@@ -190,7 +196,7 @@ class PostgresStore(Store, PostgresNotify):
 
     async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         if job.idempotency_key is None and not job.notify:
-            row = await self.pool.fetchrow(Q["job_insert"], *self._insert_args(job))
+            row = await self.pool.fetchrow(self._insert_query, *self._insert_args(job))
             self._events_written([job.id])
             return Job.from_row(row), True
         inserted, created = await self._insert_keyed(job, idempotency_ttl)
@@ -201,7 +207,7 @@ class PostgresStore(Store, PostgresNotify):
     async def _insert_keyed(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         async with self.pool.acquire() as conn, conn.transaction():
             if job.idempotency_key is None:  # notify targets: a second row, one transaction
-                row = await conn.fetchrow(Q["job_insert"], *self._insert_args(job))
+                row = await conn.fetchrow(self._insert_query, *self._insert_args(job))
                 await insert_job_notify(conn, job.id, job.notify)  # type: ignore[arg-type]
                 return Job.from_row(row), True
             # Concurrent inserts with one key block on the key's unique index until the first
@@ -215,7 +221,7 @@ class PostgresStore(Store, PostgresNotify):
                 idempotency_ttl,
             )
             if owned is not None:
-                row = await conn.fetchrow(Q["job_insert"], *self._insert_args(job))
+                row = await conn.fetchrow(self._insert_query, *self._insert_args(job))
                 if job.notify:
                     await insert_job_notify(conn, job.id, job.notify)
                 return Job.from_row(row), True
@@ -256,7 +262,17 @@ class PostgresStore(Store, PostgresNotify):
                 ],
             )
             await insert_jobs_notify(conn, jobs)
-            if queues:
+            if self.outbox:
+                await conn.copy_records_to_table(
+                    "offload_outbox",
+                    columns=_COPY_OUTBOX_COLUMNS,
+                    records=[
+                        (j.id, 1, j.queue, j.priority, now)
+                        for j in snapshots
+                        if j.status is JobStatus.QUEUED
+                    ],
+                )
+            elif queues:
                 await conn.execute(Q["notify_jobs"], queues)
         self._events_written([j.id for j in snapshots])
         return snapshots
@@ -448,7 +464,7 @@ class PostgresStore(Store, PostgresNotify):
 
     async def job_release(self, lease: Lease, reason: str) -> bool:
         released = await self.pool.fetchval(
-            Q["job_release"], lease.job_id, lease.attempt, reason, lease.worker_id
+            Q["job_release"], lease.job_id, lease.attempt, reason, lease.worker_id, self.outbox
         )
         if released is not None:
             self._events_written([lease.job_id])
@@ -462,9 +478,31 @@ class PostgresStore(Store, PostgresNotify):
         return len(rows)
 
     async def jobs_promote_due(self, limit: int = 500) -> int:
-        rows = await self.pool.fetch(Q["jobs_promote_due"], limit)
+        rows = await self.pool.fetch(Q["jobs_promote_due"], limit, self.outbox)
         self._events_written([r["id"] for r in rows])
         return len(rows)
+
+    # -- the outbox and the reconciler --------------------------------------------------------
+
+    async def outbox_pending(self, *, older_than: float, limit: int) -> list[OutboxEntry]:
+        rows = await self.pool.fetch(Q["outbox_pending"], older_than, limit)
+        return [OutboxEntry(r["job_id"], r["seq"], r["queue"], r["priority"]) for r in rows]
+
+    async def outbox_delete(self, entries: Sequence[OutboxEntry]) -> None:
+        if entries:
+            await self.pool.execute(
+                Q["outbox_delete"], [e.job_id for e in entries], [e.seq for e in entries]
+            )
+
+    async def jobs_due_by_queue(self, *, older_than: float) -> dict[str, int]:
+        rows = await self.pool.fetch(Q["jobs_due_by_queue"], older_than)
+        return {r["queue"]: r["due"] for r in rows}
+
+    async def jobs_due(
+        self, queue: str, *, older_than: float, limit: int, after: uuid.UUID | None = None
+    ) -> list[OutboxEntry]:
+        rows = await self.pool.fetch(Q["jobs_due"], queue, older_than, limit, after)
+        return [OutboxEntry(r["job_id"], r["seq"], r["queue"], r["priority"]) for r in rows]
 
     # -- control -----------------------------------------------------------------------------
 
@@ -489,7 +527,9 @@ class PostgresStore(Store, PostgresNotify):
         self, job_id: uuid.UUID, new_input: JSON | None, extra_attempts: int, actor: str | None
     ) -> Job | None:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["job_replay"], job_id, new_input, extra_attempts, actor)
+            row = await conn.fetchrow(
+                Q["job_replay"], job_id, new_input, extra_attempts, actor, self.outbox
+            )
             if row is not None:
                 self._events_written([job_id])
                 return Job.from_row(row)
@@ -501,9 +541,12 @@ class PostgresStore(Store, PostgresNotify):
         raise IllegalTransition(job_id, current["status"], JobStatus.QUEUED.value)
 
     async def queue_set_paused(self, name: str, paused: bool, actor: str | None) -> None:
-        await self.pool.execute(Q["queue_set_paused"], name, paused, actor)
-        if not paused:
-            await self.pool.execute(Q["notify_jobs"], [name])
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q["queue_set_paused"], name, paused, actor)
+            if not paused and self.outbox:
+                await conn.execute(Q["outbox_queue"], name)
+            elif not paused:
+                await conn.execute(Q["notify_jobs"], [name])
 
     async def queue_list(self) -> list[QueueInfo]:
         rows = await self.pool.fetch(Q["queue_list"])

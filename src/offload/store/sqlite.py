@@ -32,6 +32,7 @@ from .base import (
     JobFilter,
     Lease,
     NewJob,
+    OutboxEntry,
     Outcome,
     QueueInfo,
     Store,
@@ -164,6 +165,20 @@ class SQLiteStore(Store, SQLiteNotify):
         )
         self._logged.append(job_id)
 
+    @staticmethod
+    def _outbox(conn: sqlite3.Connection, now: float, row: sqlite3.Row) -> None:
+        """The outbox row for a change just made to ``row`` (id, event_seq, queue, priority)."""
+        conn.execute(
+            Q["outbox_insert"],
+            {
+                "job_id": row["id"],
+                "seq": row["event_seq"],
+                "queue": row["queue"],
+                "priority": row["priority"],
+                "now": now,
+            },
+        )
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -247,6 +262,8 @@ class SQLiteStore(Store, SQLiteNotify):
             },
         ).fetchone()
         self._event(conn, now, str(job.id), 1, f"job.{status.value}", status.value, 0)
+        if self.outbox and status is JobStatus.QUEUED:
+            self._outbox(conn, now, row)
         if job.notify:
             insert_job_notify(conn, job.id, job.notify)
         return _job(row)
@@ -547,6 +564,8 @@ class SQLiteStore(Store, SQLiteNotify):
             if row is None:
                 return False
             self._log(conn, now, row, "job.queued", "queued", {"reason": reason})
+            if self.outbox:
+                self._outbox(conn, now, row)
             return True
 
         return await self._tx(run)
@@ -574,9 +593,56 @@ class SQLiteStore(Store, SQLiteNotify):
             rows = conn.execute(Q["jobs_promote_due"], {"now": now, "limit": limit}).fetchall()
             for r in rows:
                 self._log(conn, now, r, "job.queued", "queued")
+                if self.outbox:
+                    self._outbox(conn, now, r)
             return len(rows)
 
         return await self._tx(run)
+
+    # -- the outbox and the reconciler --------------------------------------------------------
+
+    async def outbox_pending(self, *, older_than: float, limit: int) -> list[OutboxEntry]:
+        def run(conn: sqlite3.Connection, now: float) -> list[OutboxEntry]:
+            rows = conn.execute(
+                Q["outbox_pending"], {"now": now, "older": older_than, "limit": limit}
+            )
+            return [_outbox_entry(r) for r in rows]
+
+        return await self._read(run)
+
+    async def outbox_delete(self, entries: Sequence[OutboxEntry]) -> None:
+        def run(conn: sqlite3.Connection, now: float) -> None:
+            conn.executemany(
+                Q["outbox_delete"], [{"job_id": str(e.job_id), "seq": e.seq} for e in entries]
+            )
+
+        if entries:
+            await self._tx(run)
+
+    async def jobs_due_by_queue(self, *, older_than: float) -> dict[str, int]:
+        def run(conn: sqlite3.Connection, now: float) -> dict[str, int]:
+            rows = conn.execute(Q["jobs_due_by_queue"], {"now": now, "older": older_than})
+            return {r["queue"]: r["due"] for r in rows}
+
+        return await self._read(run)
+
+    async def jobs_due(
+        self, queue: str, *, older_than: float, limit: int, after: uuid.UUID | None = None
+    ) -> list[OutboxEntry]:
+        def run(conn: sqlite3.Connection, now: float) -> list[OutboxEntry]:
+            rows = conn.execute(
+                Q["jobs_due"],
+                {
+                    "queue": queue,
+                    "now": now,
+                    "older": older_than,
+                    "limit": limit,
+                    "after": str(after) if after else None,
+                },
+            )
+            return [_outbox_entry(r) for r in rows]
+
+        return await self._read(run)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -623,6 +689,8 @@ class SQLiteStore(Store, SQLiteNotify):
                     "queued",
                     {"action": "replay", "actor": actor, "input_changed": new_input is not None},
                 )
+                if self.outbox:
+                    self._outbox(conn, now, row)
                 return _job(row)
             current = conn.execute(Q["job_get"], {"id": str(job_id)}).fetchone()
             if current is None:
@@ -639,6 +707,8 @@ class SQLiteStore(Store, SQLiteNotify):
                 Q["queue_set_paused"],
                 {"name": name, "paused": int(paused), "now": now, "actor": actor},
             )
+            if not paused and self.outbox:
+                conn.execute(Q["outbox_queue"], {"name": name, "now": now})
 
         await self._tx(run)
 
@@ -774,6 +844,10 @@ def _feed_filter_sql(where: EventFilter | None) -> tuple[list[str], list[Any]]:
             clauses.append(f"{column} IN ({','.join('?' * len(values))})")
             args += list(values)
     return clauses, args
+
+
+def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
+    return OutboxEntry(uuid.UUID(row["job_id"]), row["seq"], row["queue"], row["priority"])
 
 
 def _api_key(row: sqlite3.Row) -> ApiKey:

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from ..errors import OffloadError
+from ..errors import BrokerAccessDenied, OffloadError
 from ..loader import AppNotFound, load_app
 from .worker import Worker
 
@@ -55,6 +55,9 @@ def run_worker_process(
 
     try:
         asyncio.run(main())
+    except BrokerAccessDenied as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2  # like a usage error: restarting cannot help, the supervisor stops
     except OffloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

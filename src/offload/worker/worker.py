@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from ..app import Offload
 from ..broker import Consumer
+from ..broker.outbox import Relay
+from ..broker.reconciler import Reconciler
 from ..context import Context
 from ..jobs import Job, JobStatus
 from ..registry import JobSpec
@@ -89,6 +91,7 @@ class Worker:
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="offload-job")
         self._store: Store | None = None
         self._consumer: Consumer | None = None
+        self._relay: Relay | None = None
         self.ready = asyncio.Event()
         """Set once the worker is connected and claiming."""
 
@@ -110,6 +113,7 @@ class Worker:
         store.on_jobs(self._wake.set)
         store.on_cancel_requested(self._on_cancel_requested)
         broker = await self.app.broker()
+        await broker.check("consume", self.queues)  # a clear error now, not failed takes later
         consumer = self._consumer = broker.consumer(
             store,
             types=self._types,
@@ -119,10 +123,20 @@ class Worker:
             capacity=self.concurrency + self.prefetch,
         )
         completer = asyncio.create_task(self._supervised("completer", self._complete_forever))
+        self._relay = await self.app.relay()
         side_tasks = [
             asyncio.create_task(self._supervised("heartbeat", self._heartbeat_forever)),
             asyncio.create_task(self._supervised("maintenance", self._maintain_forever)),
         ]
+        if self._relay is not None:
+            reconciler = Reconciler(
+                store, broker, self._relay, interval=self.app.settings.reconcile_interval
+            )
+            side_tasks.append(
+                asyncio.create_task(
+                    self._supervised("reconciler", lambda: self._reconcile_forever(reconciler))
+                )
+            )
         if self.app.settings.dispatch:
             from ..notify.dispatcher import Dispatcher  # webhooks and email, a duty of workers
 
@@ -356,8 +370,16 @@ class Worker:
             reaped = await self._store.jobs_reap_expired()  # type: ignore[union-attr]
             if reaped:
                 log.warning("returned %d jobs with expired leases", reaped)
-            await self._store.jobs_promote_due()  # type: ignore[union-attr]
+            promoted = await self._store.jobs_promote_due()  # type: ignore[union-attr]
+            if promoted and self._relay is not None:
+                self._relay.kick()  # publish the jobs that just became due
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+
+    async def _reconcile_forever(self, reconciler: Reconciler) -> None:
+        interval = reconciler.interval
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            await reconciler.run_once()
 
     # -- draining ----------------------------------------------------------------------------
 
@@ -368,6 +390,7 @@ class Worker:
             await self._store.job_release(
                 Lease(job.id, job.attempt, self.worker_id), "worker shutdown"
             )  # type: ignore[union-attr]
+        await self._republish_released()
         await self._settle([job.id for job in held])
         if self._active:
             log.info("draining %d running jobs (grace %.0f s)", len(self._active), self.grace)
@@ -391,4 +414,15 @@ class Worker:
             )
             if released:
                 log.info("job %s handed back for another worker", active.job.id)
+        await self._republish_released()
         await self._settle([active.job.id for active in leftovers])
+
+    async def _republish_released(self) -> None:
+        """Jobs handed back went to the outbox with their release: publish them before the
+        old messages are acknowledged (the outbox rows would survive a failure anyway)."""
+        if self._relay is not None:
+            self._relay.kick()
+            try:
+                await asyncio.wait_for(self._relay.flush(), 5)
+            except Exception as exc:
+                log.warning("publishing handed-back jobs failed (%s); the reconciler will", exc)

@@ -14,6 +14,24 @@ WITH job AS (
 SELECT job.*, CASE WHEN job.status = 'queued' THEN pg_notify('offload_jobs', job.queue) END
 FROM job
 
+-- name: job_insert_outbox
+-- job_insert with a message broker: the outbox row in the same statement, no NOTIFY (workers
+-- hear of the job from the broker).
+WITH job AS (
+    INSERT INTO offload_jobs (id, type, queue, priority, status, input, max_attempts, run_at,
+                              owner, idempotency_key, trace_context, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8), $9, $10,
+            $11::jsonb, now(), now())
+    RETURNING *
+), event AS (
+    INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
+    SELECT id, 1, 'job.' || status, status, 0, NULL, created_at FROM job
+), outbox AS (
+    INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
+    SELECT id, 1, queue, priority, created_at FROM job WHERE status = 'queued'
+)
+SELECT * FROM job
+
 -- name: notify_jobs
 SELECT pg_notify('offload_jobs', q) FROM unnest($1::text[]) AS q
 
@@ -159,12 +177,15 @@ WITH job AS (
         event_seq = event_seq + 1
     WHERE id = $1 AND attempt = $2 AND status = 'running'
       AND ($4::text IS NULL OR worker_id = $4)
-    RETURNING id, event_seq, attempt, queue, updated_at
+    RETURNING id, event_seq, attempt, queue, priority, updated_at
 ), event AS (
     INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
     SELECT id, event_seq, 'job.queued', 'queued', attempt, jsonb_build_object('reason', $3::text),
            updated_at
     FROM job
+), outbox AS (
+    INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
+    SELECT id, event_seq, queue, priority, updated_at FROM job WHERE $5::boolean
 )
 SELECT id, pg_notify('offload_jobs', queue) FROM job
 
@@ -212,10 +233,13 @@ WITH due AS (
     UPDATE offload_jobs j
     SET status = 'queued', updated_at = now(), event_seq = j.event_seq + 1
     FROM due WHERE j.id = due.id
-    RETURNING j.id, j.event_seq, j.attempt, j.queue, j.updated_at
+    RETURNING j.id, j.event_seq, j.attempt, j.queue, j.priority, j.updated_at
 ), event AS (
     INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
     SELECT id, event_seq, 'job.queued', 'queued', attempt, NULL, updated_at FROM job
+), outbox AS (
+    INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
+    SELECT id, event_seq, queue, priority, updated_at FROM job WHERE $2::boolean
 )
 SELECT id, pg_notify('offload_jobs', queue) FROM job
 
@@ -266,6 +290,9 @@ WITH job AS (
                               'input_changed', $2::jsonb IS NOT NULL),
            updated_at
     FROM job
+), outbox AS (
+    INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
+    SELECT id, event_seq, queue, priority, updated_at FROM job WHERE $5::boolean
 )
 SELECT *, pg_notify('offload_jobs', queue) FROM job
 
@@ -336,3 +363,38 @@ SELECT e.tx AS ev_tx, e.id AS ev_id, e.seq AS ev_seq, e.type AS ev_type,
        e.status AS ev_status, e.attempt AS ev_attempt, e.data AS ev_data,
        e.created_at AS ev_created_at, j.*
 FROM offload_job_events e JOIN offload_jobs j ON j.id = e.job_id
+
+-- name: outbox_queue
+-- A queue was resumed: its waiting, due jobs go to the broker again (their messages were
+-- dropped while it was paused).
+INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
+SELECT id, event_seq, queue, priority, now() FROM offload_jobs
+WHERE queue = $1 AND status IN ({claimable}) AND run_at <= now()
+ON CONFLICT DO NOTHING
+
+-- name: outbox_pending
+SELECT job_id, seq, queue, priority FROM offload_outbox
+WHERE created_at <= now() - make_interval(secs => $1)
+ORDER BY created_at
+LIMIT $2
+
+-- name: outbox_delete
+DELETE FROM offload_outbox o
+USING unnest($1::uuid[], $2::int[]) AS v(job_id, seq)
+WHERE o.job_id = v.job_id AND o.seq = v.seq
+
+-- name: jobs_due_by_queue
+-- What the broker should be holding: jobs due for a while (older than $1 s), in unpaused queues.
+SELECT queue, count(*) AS due FROM offload_jobs
+WHERE status IN ({claimable}) AND run_at <= now() - make_interval(secs => $1)
+  AND updated_at <= now() - make_interval(secs => $1)
+  AND queue NOT IN (SELECT name FROM offload_queues WHERE paused)
+GROUP BY queue
+
+-- name: jobs_due
+SELECT id AS job_id, 0 AS seq, queue, priority FROM offload_jobs
+WHERE queue = $1 AND status IN ({claimable}) AND run_at <= now() - make_interval(secs => $2)
+  AND updated_at <= now() - make_interval(secs => $2)
+  AND ($4::uuid IS NULL OR id > $4)
+ORDER BY id
+LIMIT $3

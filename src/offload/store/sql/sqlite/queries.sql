@@ -97,7 +97,7 @@ SET status = 'queued', max_attempts = max_attempts + 1, run_at = :now,
     lease_expires_at = NULL, worker_id = NULL, updated_at = :now, event_seq = event_seq + 1
 WHERE id = :id AND attempt = :attempt AND status = 'running'
   AND (:worker_id IS NULL OR worker_id = :worker_id)
-RETURNING id, event_seq, status, attempt
+RETURNING id, event_seq, status, attempt, queue, priority
 
 -- name: jobs_reap_expired
 UPDATE offload_jobs
@@ -125,7 +125,7 @@ WHERE id IN (
     WHERE status IN ({promotable}) AND run_at <= :now
     ORDER BY priority DESC, run_at, id LIMIT :limit
 )
-RETURNING id, event_seq, status, attempt
+RETURNING id, event_seq, status, attempt, queue, priority
 
 -- name: job_cancel_waiting
 UPDATE offload_jobs
@@ -208,3 +208,37 @@ SELECT coalesce(max(id), 0) FROM offload_job_events
 SELECT e.id AS ev_id, e.seq AS ev_seq, e.type AS ev_type, e.status AS ev_status,
        e.attempt AS ev_attempt, e.data AS ev_data, e.created_at AS ev_created_at, j.*
 FROM offload_job_events e JOIN offload_jobs j ON j.id = e.job_id
+
+-- name: outbox_insert
+INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
+VALUES (:job_id, :seq, :queue, :priority, :now)
+ON CONFLICT DO NOTHING
+
+-- name: outbox_queue
+INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
+SELECT id, event_seq, queue, priority, :now FROM offload_jobs
+WHERE queue = :name AND status IN ({claimable}) AND run_at <= :now
+ON CONFLICT DO NOTHING
+
+-- name: outbox_pending
+SELECT job_id, seq, queue, priority FROM offload_outbox
+WHERE created_at <= :now - :older
+ORDER BY created_at
+LIMIT :limit
+
+-- name: outbox_delete
+DELETE FROM offload_outbox WHERE job_id = :job_id AND seq = :seq
+
+-- name: jobs_due_by_queue
+SELECT queue, count(*) AS due FROM offload_jobs
+WHERE status IN ({claimable}) AND run_at <= :now - :older AND updated_at <= :now - :older
+  AND queue NOT IN (SELECT name FROM offload_queues WHERE paused)
+GROUP BY queue
+
+-- name: jobs_due
+SELECT id AS job_id, 0 AS seq, queue, priority FROM offload_jobs
+WHERE queue = :queue AND status IN ({claimable}) AND run_at <= :now - :older
+  AND updated_at <= :now - :older
+  AND (:after IS NULL OR id > :after)
+ORDER BY id
+LIMIT :limit

@@ -1,0 +1,198 @@
+"""Redis Streams under faults, with real worker processes and a private redis-server: Redis
+restarted empty in the middle of a run, a worker SIGKILLed holding unacknowledged messages, a
+submitter killed between its commit and its publish. The store decides: every job completes
+exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from offload import JobStatus, Offload, Settings
+from offload.store import JobFilter
+from tests.apps import broker_jobs
+from tests.broker.private_redis import PrivateRedis, private_redis
+from tests.conftest import wait_until
+from tests.integration.workers import ROOT, WorkerProcesses
+
+pytestmark = pytest.mark.slow
+
+__all__ = ["private_redis"]
+
+APP = "tests.apps.broker_jobs:app"
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"offload-fault-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def app(pg_url: str, private_redis: PrivateRedis, prefix: str) -> AsyncIterator[Offload]:
+    """Submits ``broker.work`` jobs through the outbox; the workers are separate processes."""
+    settings = Settings(database_url=pg_url, broker_url=private_redis.url, broker_prefix=prefix)
+    offload = Offload(settings=settings, registry=broker_jobs.app.registry)
+    await offload.broker()
+    yield offload
+    await offload.close()
+
+
+@pytest.fixture
+def workers(
+    pg_url: str, private_redis: PrivateRedis, prefix: str, tmp_path: Path
+) -> Iterator[WorkerProcesses]:
+    pool = WorkerProcesses(pg_url, tmp_path, lease_seconds=1.0)
+    pool.env.update(
+        {
+            "OFFLOAD_BROKER_URL": f"{private_redis.url}?claim_idle=1",
+            "OFFLOAD_BROKER_PREFIX": prefix,
+            "OFFLOAD_RECONCILE_INTERVAL": "0.5",
+        }
+    )
+    yield pool
+    pool.stop_all()
+
+
+def runs(log: Path) -> collections.Counter[tuple[str, str]]:
+    """(event, job id) → how many times it was logged."""
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    if log.exists():
+        for line in log.read_text().splitlines():
+            event, job_id, *_ = line.split()
+            counts[(event, job_id)] += 1
+    return counts
+
+
+async def count(app: Offload, status: JobStatus) -> int:
+    return await (await app.store()).job_count(JobFilter(status=[status]))
+
+
+async def test_redis_restarted_empty_mid_run_loses_nothing_and_runs_nothing_twice(
+    app: Offload, workers: WorkerProcesses, private_redis: PrivateRedis, tmp_path: Path
+):
+    log = tmp_path / "runs.log"
+    total = 5_000
+    workers.start("--prefetch", "10", app=APP, concurrency=20)
+    workers.start("--prefetch", "10", app=APP, concurrency=20)
+    for start in range(0, total, 1_000):
+        await app.submit_many(
+            "broker.work", [{"log": str(log), "seconds": 0.01}] * min(1_000, total - start)
+        )
+
+    async def a_fifth_done() -> bool:
+        return await count(app, JobStatus.SUCCEEDED) >= total // 5
+
+    await wait_until(a_fifth_done, timeout=120)
+    private_redis.restart_empty()  # every stream, group and pending entry is gone
+    assert await count(app, JobStatus.SUCCEEDED) < total  # it really was mid-run
+
+    async def all_done() -> bool:
+        return await count(app, JobStatus.SUCCEEDED) == total
+
+    await wait_until(all_done, timeout=240, interval=0.5)
+    store = await app.store()
+    jobs = await store.job_list(JobFilter(), limit=total + 1)
+    assert len(jobs) == total
+    assert {j.status for j in jobs} == {JobStatus.SUCCEEDED}
+    assert {j.attempt for j in jobs} == {1}  # no attempt was lost, none repeated
+    assert {j.result["job"] for j in jobs} == {str(j.id) for j in jobs}  # type: ignore[index]
+    counts = runs(log)
+    assert all(counts[("start", str(j.id))] == 1 for j in jobs), "a job ran twice"
+    assert sum(1 for (event, _), _n in counts.items() if event == "done") == total
+    for job in jobs[:50]:  # one success event each (spot check)
+        events = [e.type for e in await store.job_events(job.id)]
+        assert events.count("job.succeeded") == 1
+    assert "republished" in workers.logs()  # the reconciler brought the lost messages back
+
+
+async def test_messages_held_by_a_sigkilled_worker_are_taken_over_and_completed(
+    app: Offload, workers: WorkerProcesses, tmp_path: Path
+):
+    log = tmp_path / "runs.log"
+    doomed = workers.start("--prefetch", "20", app=APP, concurrency=4)
+    jobs = await app.submit_many("broker.work", [{"log": str(log), "seconds": 0.5}] * 12)
+
+    async def holding_them_all() -> bool:
+        running = await (await app.store()).job_list(
+            JobFilter(status=[JobStatus.RUNNING]), limit=100
+        )
+        return len(running) == len(jobs) and all(
+            j.worker_id and f":{doomed.pid}:" in j.worker_id for j in running
+        )
+
+    await wait_until(holding_them_all)  # 4 running, 8 held under lease, none acknowledged
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait(10)
+    survivor = workers.start(app=APP, concurrency=12)
+
+    async def all_done() -> bool:
+        return await count(app, JobStatus.SUCCEEDED) == len(jobs)
+
+    await wait_until(all_done, timeout=60)
+    counts = runs(log)
+    for job in jobs:
+        final = await app.get_job(job.id)
+        assert final is not None and final.status is JobStatus.SUCCEEDED
+        assert final.attempt == 2  # the dead worker's attempt was counted, then fenced off
+        assert counts[("done", str(job.id))] == 1
+    lines = log.read_text().splitlines()
+    assert sum(f" 2 {survivor.pid}" in line and line.startswith("done") for line in lines) == 12
+    broker = await app.broker()
+    assert await wait_until(lambda: _backlog_is_zero(broker))
+
+
+async def _backlog_is_zero(broker) -> bool:  # type: ignore[no-untyped-def]
+    return await broker.backlog("default") == 0
+
+
+async def test_a_job_whose_submitter_died_before_publishing_is_published_by_the_reconciler(
+    app: Offload, workers: WorkerProcesses, pg_url: str, private_redis: PrivateRedis, prefix: str,
+    tmp_path: Path,
+):  # fmt: skip
+    log = tmp_path / "runs.log"
+    # A submitting process that commits the job (and its outbox row) and is SIGKILLed before
+    # its relay gets a chance to publish: nothing awaits between the two.
+    script = (
+        "import asyncio, os, signal, sys\n"
+        "from tests.apps.broker_jobs import app\n"
+        "async def main():\n"
+        f"    job = await app.submit('broker.work', {{'log': {str(log)!r}}})\n"
+        "    sys.stdout.write(str(job.id) + '\\n'); sys.stdout.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(main())\n"
+    )
+    env = {
+        **workers.env,
+        "OFFLOAD_BROKER_URL": private_redis.url,
+        "OFFLOAD_BROKER_PREFIX": prefix,
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, env=env, cwd=ROOT, stdout=subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    job_id = uuid.UUID(out.decode().strip())
+    store = await app.store()
+    assert [e.job_id for e in await store.outbox_pending(older_than=0, limit=10)] == [job_id]
+    broker = await app.broker()
+    assert await broker.backlog("default") == 0  # never published
+
+    workers.start(app=APP)
+
+    async def done() -> bool:
+        job = await app.get_job(job_id)
+        return job is not None and job.status is JobStatus.SUCCEEDED
+
+    await wait_until(done, timeout=60)
+    assert runs(log)[("done", str(job_id))] == 1
+    assert await store.outbox_pending(older_than=0, limit=10) == []
