@@ -60,18 +60,18 @@ async def test_batches_are_capped_and_lanes_run_side_by_side() -> None:
     assert sorted(i for b in write.batches for i in b) == list(range(8))
 
 
-async def test_a_failed_batch_fails_its_own_callers_only() -> None:
+async def test_a_failed_batch_is_retried_item_by_item_so_only_the_bad_item_fails() -> None:
     write = Recorded()
     write.release.clear()
     write.fail_on = 2
-    batcher = WriteBatcher(write, lanes=1, max_batch=2)
+    batcher = WriteBatcher(write, lanes=1, max_batch=3)
     calls = [asyncio.ensure_future(batcher.submit(i)) for i in range(4)]
     await asyncio.sleep(0)
     write.release.set()
     results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
-    assert write.batches == [[0, 1], [2, 3]]
-    assert results[:2] == [0, 10]
-    assert all(isinstance(r, RuntimeError) and "2 failed" in str(r) for r in results[2:])
+    assert write.batches == [[0, 1, 2], [0], [1], [2], [3]]
+    assert results[:2] == [0, 10] and results[3] == 30
+    assert isinstance(results[2], RuntimeError) and "2 failed" in str(results[2])
 
 
 async def test_a_caller_that_gives_up_does_not_disturb_the_others_of_its_batch() -> None:

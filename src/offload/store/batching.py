@@ -23,8 +23,8 @@ class WriteBatcher(Generic[Item, Result]):
 
     ``write`` takes a batch and returns one result per item, in order; it runs at most
     ``lanes`` times at once (each lane holds one database connection), with at most
-    ``max_batch`` items each. If ``write`` raises, every item of its batch gets that error:
-    a batch is one statement, so it is written whole or not at all.
+    ``max_batch`` items each. A batch is one statement, written whole or not at all; if it
+    fails, its items are written again one by one, so one bad item fails only its own caller.
     """
 
     def __init__(
@@ -73,6 +73,10 @@ class WriteBatcher(Generic[Item, Result]):
         try:
             results = await self._write([item for item, _ in batch])
         except Exception as exc:
+            if len(batch) > 1:
+                for one in batch:
+                    await self._write_batch([one])
+                return
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)

@@ -34,6 +34,7 @@ from .base import (
     ensure_outcome,
     inserted_job,
 )
+from .batching import WriteBatcher
 from .queries import load_migrations, load_queries
 
 Q = load_queries("postgres")
@@ -91,6 +92,9 @@ class PostgresStore(Store):
         self._claimer: asyncpg.Connection | None = None
         self._claim_lock = asyncio.Lock()
         self._cancel_callbacks: list[Callable[[uuid.UUID], None]] = []
+        self._inserts = WriteBatcher(self._insert_rows, lanes=max(1, max_size // 2))
+        """Concurrent key-less submits share statements; half the pool at most, so reads
+        and claims always find a connection."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -119,6 +123,7 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         self._closing = True
+        await self._inserts.drain()
         if self._relisten is not None:
             self._relisten.cancel()
         if self._claimer is not None:
@@ -195,13 +200,29 @@ class PostgresStore(Store):
 
     async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         if job.idempotency_key is None:
-            row = await self.pool.fetchrow(self._insert_query, *self._insert_args(job))
-            self._events_written([job.id])
-            return Job.from_row(row), True
+            return await self._inserts.submit(job), True
         inserted, created = await self._insert_keyed(job, idempotency_ttl)
         if created:
             self._events_written([job.id])  # after the commit, never before
         return inserted, created
+
+    async def _insert_rows(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """One statement for key-less submits that arrived together (:attr:`_inserts`)."""
+        columns = [self._insert_args(job) for job in jobs]
+        (ids, types, queues, priorities, statuses, inputs, attempts, delays, owners, _, traces) = (
+            list(column) for column in zip(*columns, strict=True)
+        )
+        rows = await self.pool.fetch(
+            Q["job_insert_rows"],
+            ids, types, queues, priorities, statuses,
+            [orjson.dumps(i).decode() for i in inputs],
+            attempts, delays, owners,
+            [None if t is None else orjson.dumps(t).decode() for t in traces],
+            self.outbox,
+        )  # fmt: skip
+        self._events_written(ids)
+        by_id = {row["id"]: Job.from_row(row) for row in rows}
+        return [by_id[job_id] for job_id in ids]
 
     async def _insert_keyed(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         async with self.pool.acquire() as conn, conn.transaction():
