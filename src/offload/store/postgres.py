@@ -34,7 +34,7 @@ from .base import (
     ensure_outcome,
     inserted_job,
 )
-from .batching import WriteBatcher
+from .batching import Batcher
 from .queries import load_migrations, load_queries
 
 Q = load_queries("postgres")
@@ -92,9 +92,12 @@ class PostgresStore(Store):
         self._claimer: asyncpg.Connection | None = None
         self._claim_lock = asyncio.Lock()
         self._cancel_callbacks: list[Callable[[uuid.UUID], None]] = []
-        self._inserts = WriteBatcher(self._insert_rows, lanes=max(1, max_size // 2))
-        """Concurrent key-less submits share statements; half the pool at most, so reads
-        and claims always find a connection."""
+        lanes = max(1, max_size // 4)
+        self._inserts = Batcher(self._insert_rows, lanes=lanes)
+        self._reads = Batcher(self._get_rows, lanes=lanes)
+        """Concurrent key-less submits, and concurrent reads of one job, share statements
+        (a busy API); each on a quarter of the pool at most, so other work finds a
+        connection."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -124,6 +127,7 @@ class PostgresStore(Store):
     async def close(self) -> None:
         self._closing = True
         await self._inserts.drain()
+        await self._reads.drain()
         if self._relisten is not None:
             self._relisten.cancel()
         if self._claimer is not None:
@@ -293,8 +297,12 @@ class PostgresStore(Store):
     # -- reading -----------------------------------------------------------------------------
 
     async def job_get(self, job_id: uuid.UUID) -> Job | None:
-        row = await self.pool.fetchrow(Q["job_get"], job_id)
-        return Job.from_row(row) if row else None
+        return await self._reads.submit(job_id)
+
+    async def _get_rows(self, job_ids: Sequence[uuid.UUID]) -> list[Job | None]:
+        rows = await self.pool.fetch(Q["job_get_many"], job_ids)
+        by_id = {row["id"]: Job.from_row(row) for row in rows}
+        return [by_id.get(job_id) for job_id in job_ids]
 
     async def job_list(
         self,

@@ -75,6 +75,9 @@ SELECT job_id, request_hash FROM offload_idempotency_keys WHERE owner = $1 AND k
 -- name: job_get
 SELECT * FROM offload_jobs WHERE id = $1
 
+-- name: job_get_many
+SELECT * FROM offload_jobs WHERE id = ANY($1::uuid[])
+
 -- name: job_events
 SELECT * FROM offload_job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq
 

@@ -1,11 +1,11 @@
-"""WriteBatcher: writes that arrive while others are in flight share one batch."""
+"""Batcher: writes that arrive while others are in flight share one batch."""
 
 import asyncio
 from collections.abc import Sequence
 
 import pytest
 
-from offload.store.batching import WriteBatcher
+from offload.store.batching import Batcher
 
 
 class Recorded:
@@ -27,7 +27,7 @@ class Recorded:
 
 async def test_a_lone_write_goes_out_alone_and_at_once() -> None:
     write = Recorded()
-    batcher = WriteBatcher(write, lanes=2)
+    batcher = Batcher(write, lanes=2)
     assert await asyncio.wait_for(batcher.submit(1), 5) == 10
     assert write.batches == [[1]]
 
@@ -35,7 +35,7 @@ async def test_a_lone_write_goes_out_alone_and_at_once() -> None:
 async def test_writes_arriving_during_a_write_share_the_next_batch_in_order() -> None:
     write = Recorded()
     write.release.clear()
-    batcher = WriteBatcher(write, lanes=1)
+    batcher = Batcher(write, lanes=1)
     first = asyncio.ensure_future(batcher.submit(0))
     await asyncio.sleep(0)  # the lane starts and holds the first write open
     rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 11)]
@@ -49,7 +49,7 @@ async def test_writes_arriving_during_a_write_share_the_next_batch_in_order() ->
 async def test_batches_are_capped_and_lanes_run_side_by_side() -> None:
     write = Recorded()
     write.release.clear()
-    batcher = WriteBatcher(write, lanes=2, max_batch=3)
+    batcher = Batcher(write, lanes=2, max_batch=3)
     calls = [asyncio.ensure_future(batcher.submit(i)) for i in range(8)]
     await asyncio.sleep(0)
     await asyncio.sleep(0)
@@ -64,7 +64,7 @@ async def test_a_failed_batch_is_retried_item_by_item_so_only_the_bad_item_fails
     write = Recorded()
     write.release.clear()
     write.fail_on = 2
-    batcher = WriteBatcher(write, lanes=1, max_batch=3)
+    batcher = Batcher(write, lanes=1, max_batch=3)
     calls = [asyncio.ensure_future(batcher.submit(i)) for i in range(4)]
     await asyncio.sleep(0)
     write.release.set()
@@ -77,7 +77,7 @@ async def test_a_failed_batch_is_retried_item_by_item_so_only_the_bad_item_fails
 async def test_a_caller_that_gives_up_does_not_disturb_the_others_of_its_batch() -> None:
     write = Recorded()
     write.release.clear()
-    batcher = WriteBatcher(write, lanes=1)
+    batcher = Batcher(write, lanes=1)
     first = asyncio.ensure_future(batcher.submit(0))
     await asyncio.sleep(0)
     leaving = asyncio.ensure_future(batcher.submit(1))
@@ -94,7 +94,7 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_others_of_its_batch()
 async def test_drain_waits_for_writes_in_flight() -> None:
     write = Recorded()
     write.release.clear()
-    batcher = WriteBatcher(write, lanes=1)
+    batcher = Batcher(write, lanes=1)
     call = asyncio.ensure_future(batcher.submit(5))
     await asyncio.sleep(0)
     drained = asyncio.ensure_future(batcher.drain())
@@ -107,6 +107,6 @@ async def test_drain_waits_for_writes_in_flight() -> None:
 
 def test_lanes_and_batch_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        WriteBatcher(Recorded(), lanes=0)
+        Batcher(Recorded(), lanes=0)
     with pytest.raises(ValueError):
-        WriteBatcher(Recorded(), max_batch=0)
+        Batcher(Recorded(), max_batch=0)

@@ -1,6 +1,6 @@
 """Many submits at once (a busy API): each is stored once, whole, as its own job.
 
-On PostgreSQL concurrent key-less inserts share statements (``WriteBatcher``); what each caller
+On PostgreSQL concurrent key-less inserts share statements (``Batcher``); what each caller
 gets back, and what is stored, must be exactly what it would have been alone.
 """
 
@@ -59,3 +59,21 @@ async def test_one_bad_insert_fails_alone(store: Any) -> None:
     for new in good:
         assert (await store.job_get(new.id)) is not None
     assert await store.job_get(bad.id) is None
+
+
+async def test_concurrent_reads_each_get_their_own_job_or_none(store: Any) -> None:
+    jobs = [job(n) for n in range(40)]
+    for new in jobs:
+        await store.job_insert(new, 60)
+    missing = [uuid.uuid4() for _ in range(10)]
+    asked = [j.id for j in jobs] * 3 + missing  # the same job asked for several times at once
+    found = await asyncio.gather(*(store.job_get(job_id) for job_id in asked))
+    for job_id, got in zip(asked, found, strict=True):
+        if job_id in missing:
+            assert got is None
+        else:
+            assert (
+                got is not None
+                and got.id == job_id
+                and got.input["n"] == jobs[asked.index(job_id) % len(jobs)].input["n"]
+            )
