@@ -73,10 +73,3 @@ def suicide(ctx: Context, req: Log) -> None:
 async def noop(ctx: Context, req: Log) -> str:
     _note(req.log, f"ran pid={os.getpid()}")
     return "ok"
-
-
-@app.job("chaos.mark")
-async def mark(ctx: Context, req: Log) -> str:
-    """Notes which job ran, in which attempt: a test counts executions per job id."""
-    _note(req.log, f"{ctx.job_id} attempt={ctx.attempt} pid={os.getpid()}")
-    return "ok"

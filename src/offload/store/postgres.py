@@ -34,6 +34,7 @@ from .base import (
     ensure_outcome,
     inserted_job,
 )
+from .batching import Batcher
 from .postgres_notify import PostgresNotify, insert_job_notify, insert_jobs_notify
 from .queries import load_migrations, load_queries
 
@@ -92,6 +93,12 @@ class PostgresStore(Store, PostgresNotify):
         self._claimer: asyncpg.Connection | None = None
         self._claim_lock = asyncio.Lock()
         self._cancel_callbacks: list[Callable[[uuid.UUID], None]] = []
+        lanes = max(1, max_size // 4)
+        self._inserts = Batcher(self._insert_rows, lanes=lanes)
+        self._reads = Batcher(self._get_rows, lanes=lanes)
+        """Concurrent key-less submits, and concurrent reads of one job, share statements
+        (a busy API); each on a quarter of the pool at most, so other work finds a
+        connection."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -120,6 +127,8 @@ class PostgresStore(Store, PostgresNotify):
 
     async def close(self) -> None:
         self._closing = True
+        await self._inserts.drain()
+        await self._reads.drain()
         if self._relisten is not None:
             self._relisten.cancel()
         if self._claimer is not None:
@@ -196,13 +205,29 @@ class PostgresStore(Store, PostgresNotify):
 
     async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         if job.idempotency_key is None and not job.notify:
-            row = await self.pool.fetchrow(self._insert_query, *self._insert_args(job))
-            self._events_written([job.id])
-            return Job.from_row(row), True
+            return await self._inserts.submit(job), True
         inserted, created = await self._insert_keyed(job, idempotency_ttl)
         if created:
             self._events_written([job.id])  # after the commit, never before
         return inserted, created
+
+    async def _insert_rows(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """One statement for key-less submits that arrived together (:attr:`_inserts`)."""
+        columns = [self._insert_args(job) for job in jobs]
+        (ids, types, queues, priorities, statuses, inputs, attempts, delays, owners, _, traces) = (
+            list(column) for column in zip(*columns, strict=True)
+        )
+        rows = await self.pool.fetch(
+            Q["job_insert_rows"],
+            ids, types, queues, priorities, statuses,
+            [orjson.dumps(i).decode() for i in inputs],
+            attempts, delays, owners,
+            [None if t is None else orjson.dumps(t).decode() for t in traces],
+            self.outbox,
+        )  # fmt: skip
+        self._events_written(ids)
+        by_id = {row["id"]: Job.from_row(row) for row in rows}
+        return [by_id[job_id] for job_id in ids]
 
     async def _insert_keyed(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -280,8 +305,12 @@ class PostgresStore(Store, PostgresNotify):
     # -- reading -----------------------------------------------------------------------------
 
     async def job_get(self, job_id: uuid.UUID) -> Job | None:
-        row = await self.pool.fetchrow(Q["job_get"], job_id)
-        return Job.from_row(row) if row else None
+        return await self._reads.submit(job_id)
+
+    async def _get_rows(self, job_ids: Sequence[uuid.UUID]) -> list[Job | None]:
+        rows = await self.pool.fetch(Q["job_get_many"], job_ids)
+        by_id = {row["id"]: Job.from_row(row) for row in rows}
+        return [by_id.get(job_id) for job_id in job_ids]
 
     async def job_list(
         self,

@@ -32,6 +32,31 @@ WITH job AS (
 )
 SELECT * FROM job
 
+-- name: job_insert_rows
+-- Key-less submits that arrived together, in one statement (the store batches concurrent
+-- ones); inputs and trace contexts as JSON text (an array of jsonb cannot carry arrays).
+-- $11: a message broker is configured (outbox rows instead of NOTIFY, as job_insert_outbox).
+WITH job AS (
+    INSERT INTO offload_jobs (id, type, queue, priority, status, input, max_attempts, run_at,
+                              owner, trace_context, created_at, updated_at)
+    SELECT r.id, r.type, r.queue, r.priority, r.status, r.input::jsonb, r.max_attempts,
+           now() + make_interval(secs => r.delay), r.owner, r.trace_context::jsonb, now(), now()
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::int[],
+                $8::float8[], $9::text[], $10::text[])
+         AS r(id, type, queue, priority, status, input, max_attempts, delay, owner, trace_context)
+    RETURNING *
+), event AS (
+    INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
+    SELECT id, 1, 'job.' || status, status, 0, NULL, created_at FROM job
+), outbox AS (
+    INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
+    SELECT id, 1, queue, priority, created_at FROM job WHERE $11::boolean AND status = 'queued'
+)
+SELECT job.*,
+       CASE WHEN NOT $11::boolean AND job.status = 'queued'
+            THEN pg_notify('offload_jobs', job.queue) END
+FROM job
+
 -- name: notify_jobs
 SELECT pg_notify('offload_jobs', q) FROM unnest($1::text[]) AS q
 
@@ -49,6 +74,9 @@ SELECT job_id, request_hash FROM offload_idempotency_keys WHERE owner = $1 AND k
 
 -- name: job_get
 SELECT * FROM offload_jobs WHERE id = $1
+
+-- name: job_get_many
+SELECT * FROM offload_jobs WHERE id = ANY($1::uuid[])
 
 -- name: job_events
 SELECT * FROM offload_job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq
