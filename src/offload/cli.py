@@ -370,12 +370,43 @@ def _progress_bar(job: Any) -> Iterator[Callable[[Any], None]]:
 
 
 async def _follow(offload: Any, job: Job) -> Job:
-    with _progress_bar(job) as update:
+    """Re-read the job whenever the event bus says it changed (and every second anyway)."""
+    hub = await offload.event_hub()
+    with _progress_bar(job) as update, hub.watch(job.id) as changed:
         while not job.is_terminal:
-            await asyncio.sleep(0.2)
+            await changed.wait(1.0)
             job = await offload.get_job(job.id)
             update(job)
     return job
+
+
+@cli.command()
+def watch(job_id: Annotated[str, typer.Argument(metavar="ID")], app: AppOption = None) -> None:
+    """Follow a job live with a progress bar until it ends (its event stream over HTTP); exit 0
+    if it succeeded, 1 otherwise."""
+    api = _remote()
+    if api is not None:
+
+        def remote(c: Any) -> Any:
+            job = c.get(job_id)
+            with _progress_bar(job) as update:
+                update(job)
+                return c.wait(job.id, on_progress=update)
+
+        _submitted(_over_api(api, remote), True)
+        return
+    offload = _app(app)
+
+    async def go() -> Job | None:
+        async with offload:
+            job = await offload.get_job(job_id)
+            return None if job is None else await _follow(offload, job)
+
+    job = _run(go())
+    if job is None:
+        err.print(f"[red]error:[/red] no job {job_id}")
+        raise typer.Exit(1)
+    _submitted(job, True)
 
 
 @cli.command()

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import aconnect_sse, connect_sse
 
 from .jobs import JobError, JobEvent, JobStatus, Progress
 
@@ -441,7 +442,24 @@ class _Await:
     awaitable: Awaitable[Any]
 
 
-_Step = _Request | _Pause | _Await
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """Open a Server-Sent Events stream (closing the one open before); answered with the
+    response (its status checked like a request's)."""
+
+    path: str
+    headers: Mapping[str, str]
+    read: float
+    """Seconds without a byte (events or heartbeats) before the stream counts as dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class _NextEvent:
+    """The next event of the open stream (``httpx_sse.ServerSentEvent``), None when the server
+    ended it; a dropped stream is :class:`Unreachable` thrown in."""
+
+
+_Step = _Request | _Pause | _Await | _Stream | _NextEvent
 _Op = Generator[_Step, Any, T]
 """An operation: yields requests (answered with the ``httpx.Response``, or an
 :class:`ApiError` thrown in), pauses and awaitables; returns the call's result."""
@@ -547,6 +565,73 @@ def _wait(job_id: JobId, timeout: float | None, on_progress: OnProgress | None) 
             # The server did not hold the request: poll again when its Retry-After says.
             after = parse_retry_after(response.headers.get("retry-after"))
             yield from _pause(after or 1.0, deadline, job, timeout)
+
+
+STREAM_READ_SECONDS = 45.0
+"""Longest silence on an event stream (the server sends heartbeats every 15 s by default)."""
+STREAM_RETRIES = 5
+"""Reconnects in a row without an event before :meth:`Client.wait` gives up (Unreachable)."""
+
+
+def _follow(job_id: JobId, timeout: float | None, on_progress: OnProgress | None) -> _Op[Job]:
+    """Wait by Server-Sent Events (``GET /v1/jobs/{id}/events``): every event carries the job
+    as of then (a replayed job's earlier failure too: the job is done when the server ends the
+    stream, not at the first terminal event); a dropped stream is resumed with
+    ``Last-Event-ID`` (nothing missed, nothing twice). A server that cannot stream (no such
+    route, not an event stream, 429/503) is long-polled instead (:func:`_wait`)."""
+    path = f"/v1/jobs/{_id(job_id)}/events"
+    deadline = None if timeout is None else time.monotonic() + timeout
+    job: Job | None = None
+    last_id: str | None = None
+    failures = 0
+
+    def left() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    while True:
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        remaining = left()
+        read = STREAM_READ_SECONDS if remaining is None else min(STREAM_READ_SECONDS, remaining)
+        try:
+            response = yield _Stream(path, headers, max(read, 0.05))
+        except (Unauthorized, Forbidden):
+            raise
+        except NotFound as exc:
+            if exc.code == "job_not_found":
+                raise
+            return (yield from _wait(job_id, left(), on_progress))  # no event route here
+        except ApiError:
+            return (yield from _wait(job_id, left(), on_progress))
+        except Unreachable:
+            response = None
+        if response is not None:
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                return (yield from _wait(job_id, left(), on_progress))
+            while True:
+                try:
+                    sse = yield _NextEvent()
+                except Unreachable:
+                    break
+                if sse is None:  # the server ends the stream after the job's final state
+                    if job is not None and job.is_terminal:
+                        return job
+                    break
+                if not sse.data:
+                    continue
+                last_id, failures = sse.id or last_id, 0
+                job = Job.from_json(sse.json())
+                if on_progress is not None:
+                    called = on_progress(job)
+                    if inspect.isawaitable(called):
+                        yield _Await(called)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(job, timeout or 0)
+        failures += 1
+        if failures > STREAM_RETRIES:
+            raise Unreachable(f"the event stream of job {job_id} keeps dropping")
+        yield from _pause(min(0.1 * 2**failures, 2.0), deadline, job, timeout)
 
 
 def _applied_wait(value: str | None) -> int:
@@ -768,6 +853,7 @@ class Client:
         self._timeout = timeout
         options = _http_options(url, api_key, timeout, headers)
         self._http = httpx.Client(transport=transport, **options)
+        self._stream: tuple[Any, Iterator[Any]] | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -790,11 +876,47 @@ class Client:
                     step = op.send(value)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            self._close_stream()
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream[0].__exit__(None, None, None)
+
+    def _open_stream(self, step: _Stream) -> httpx.Response:
+        self._close_stream()
+        timeout = httpx.Timeout(self._timeout, read=step.read)
+        context = connect_sse(self._http, "GET", step.path, headers=step.headers, timeout=timeout)
+        try:
+            source = context.__enter__()
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from exc
+        response = source.response
+        if response.status_code != 200:
+            response.read()
+            context.__exit__(None, None, None)
+            raise error_from_response(response)
+        self._stream = (context, source.iter_sse())
+        return response
+
+    def _next_event(self) -> Any:
+        assert self._stream is not None
+        try:
+            return next(self._stream[1])
+        except StopIteration:
+            return None
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from exc
 
     def _do(self, step: _Step) -> Any:
         if isinstance(step, _Pause):
             time.sleep(step.seconds)
             return None
+        if isinstance(step, _Stream):
+            return self._open_stream(step)
+        if isinstance(step, _NextEvent):
+            return self._next_event()
         if isinstance(step, _Await):
             raise TypeError("an async on_progress callback needs AsyncClient")
         try:
@@ -842,12 +964,19 @@ class Client:
         return self._run(_job(_Request("GET", f"/v1/jobs/{_id(job_id)}")))
 
     def wait(
-        self, job_id: JobId, *, timeout: float | None = None, on_progress: OnProgress | None = None
+        self,
+        job_id: JobId,
+        *,
+        timeout: float | None = None,
+        on_progress: OnProgress | None = None,
+        stream: bool = True,
     ) -> Job:
-        """Follow the job until it is terminal (long polls; ``Retry-After`` honoured) and
-        return it; ``on_progress(job)`` is called with every new state. WaitTimeout after
-        ``timeout`` seconds."""
-        return self._run(_wait(job_id, timeout, on_progress))
+        """Follow the job until it is terminal and return it; ``on_progress(job)`` is called
+        with every new state. By Server-Sent Events (resumed after a drop, nothing missed),
+        falling back to long polls (``Retry-After`` honoured) when the server cannot stream
+        or ``stream=False``. WaitTimeout after ``timeout`` seconds."""
+        op = _follow if stream else _wait
+        return self._run(op(job_id, timeout, on_progress))
 
     def cancel(self, job_id: JobId) -> Job:
         """Cancel: a waiting job ends ``canceled`` at once, a running one is asked to stop.
@@ -1009,6 +1138,7 @@ class AsyncClient:
         self._timeout = timeout
         options = _http_options(url, api_key, timeout, headers)
         self._http = httpx.AsyncClient(transport=transport, **options)
+        self._stream: tuple[Any, AsyncIterator[Any]] | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -1031,11 +1161,47 @@ class AsyncClient:
                     step = op.send(value)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream[0].__aexit__(None, None, None)
+
+    async def _open_stream(self, step: _Stream) -> httpx.Response:
+        await self._close_stream()
+        timeout = httpx.Timeout(self._timeout, read=step.read)
+        context = aconnect_sse(self._http, "GET", step.path, headers=step.headers, timeout=timeout)
+        try:
+            source = await context.__aenter__()
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from exc
+        response = source.response
+        if response.status_code != 200:
+            await response.aread()
+            await context.__aexit__(None, None, None)
+            raise error_from_response(response)
+        self._stream = (context, source.aiter_sse())
+        return response
+
+    async def _next_event(self) -> Any:
+        assert self._stream is not None
+        try:
+            return await anext(self._stream[1])
+        except StopAsyncIteration:
+            return None
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from exc
 
     async def _do(self, step: _Step) -> Any:
         if isinstance(step, _Pause):
             await asyncio.sleep(step.seconds)
             return None
+        if isinstance(step, _Stream):
+            return await self._open_stream(step)
+        if isinstance(step, _NextEvent):
+            return await self._next_event()
         if isinstance(step, _Await):
             return await step.awaitable
         try:
@@ -1077,9 +1243,15 @@ class AsyncClient:
         return await self._run(_job(_Request("GET", f"/v1/jobs/{_id(job_id)}")))
 
     async def wait(
-        self, job_id: JobId, *, timeout: float | None = None, on_progress: OnProgress | None = None
+        self,
+        job_id: JobId,
+        *,
+        timeout: float | None = None,
+        on_progress: OnProgress | None = None,
+        stream: bool = True,
     ) -> Job:
-        return await self._run(_wait(job_id, timeout, on_progress))
+        op = _follow if stream else _wait
+        return await self._run(op(job_id, timeout, on_progress))
 
     async def cancel(self, job_id: JobId) -> Job:
         path = f"/v1/jobs/{_id(job_id)}/cancel"

@@ -86,6 +86,19 @@ def test_submit_wait_exits_0_on_success_and_1_on_failure(cli: Run) -> None:
     assert "failed" in failed.stdout and "permanent_error" in failed.stdout
 
 
+def test_watch_follows_a_job_to_its_end(cli: Run) -> None:
+    slow = cli("submit", "api.slow", "--input", '{"steps": 3, "step_seconds": 0.2}')
+    job_id = slow.stdout.strip()
+    watched = cli("watch", job_id)
+    assert watched.returncode == 0, watched.stderr
+    assert "succeeded" in watched.stdout and '"steps": 3' in watched.stdout
+    failed = cli("submit", "api.fixable", "--input", '{"ok": false}')
+    assert cli("watch", failed.stdout.strip()).returncode == 1
+    other_tenant = cli("watch", job_id, key="client_b")
+    assert other_tenant.returncode == 1 and f"no job {job_id}" in other_tenant.stderr
+    no_traceback(other_tenant)
+
+
 def test_errors_are_one_line_with_the_problem_detail(cli: Run) -> None:
     missing_key = cli("status", str(uuid.uuid4()), key=None)
     assert missing_key.returncode == 2 and "OFFLOAD_API_KEY" in missing_key.stderr

@@ -13,13 +13,16 @@ import os
 from fastapi import FastAPI
 
 from ..loader import load_app
+from ..runtime import freeze_startup_objects
 from .app import create_app
 
 
 def app_from_env() -> FastAPI:
     """The API for ``OFFLOAD_APP`` (MODULE:ATTR); uvicorn calls this in each process."""
     inline = int(os.environ.get("OFFLOAD_INLINE_WORKERS", "0"))
-    return create_app(load_app(os.environ["OFFLOAD_APP"]), inline_workers=inline)
+    api = create_app(load_app(os.environ["OFFLOAD_APP"]), inline_workers=inline)
+    freeze_startup_objects()
+    return api
 
 
 def serve(

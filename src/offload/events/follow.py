@@ -50,6 +50,9 @@ async def follow_job(
                 if last_type in TERMINAL_EVENT_TYPES and job.is_terminal and after >= job.event_seq:
                     return
                 continue  # read again at once: more may have come meanwhile
+            job = await store.job_get(job_id)
+            if job is None or (job.is_terminal and after >= job.event_seq):
+                return  # resumed after the end (or gone): nothing more will come
             if not await watch.wait(heartbeat):
                 yield None
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import BrokerAccessDenied, OffloadError
 from ..loader import AppNotFound, load_app
+from ..runtime import freeze_startup_objects
 from .worker import Worker
 
 log = logging.getLogger("offload.worker")
@@ -36,6 +37,7 @@ def run_worker_process(
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    freeze_startup_objects()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
