@@ -92,9 +92,25 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.lease_seconds <= 0:
             raise ValueError("OFFLOAD_LEASE_SECONDS must be > 0")
+        if settings.webhook_allowed_hosts or settings.smtp_url:
+            _check_notify_settings(settings)
         if settings.reconcile_interval <= 0:
             raise ValueError("OFFLOAD_RECONCILE_INTERVAL must be > 0")
         return settings
+
+
+def _check_notify_settings(settings: Settings) -> None:
+    """A malformed allow-list or SMTP URL is an error at start-up, not at the first delivery.
+    (Imported here only when set: the lean processes never load the notify modules.)"""
+    from .notify.mail import SmtpSettings
+    from .notify.ssrf import AllowList
+
+    AllowList.parse(settings.webhook_allowed_hosts)
+    if settings.smtp_url:
+        try:
+            SmtpSettings.parse(settings.smtp_url)
+        except ValueError as exc:  # the message names the variable, never the password
+            raise ValueError(str(exc)) from None
 
 
 def redact_url(url: str) -> str:

@@ -88,3 +88,34 @@ def test_settings_reject_a_value_that_is_not_a_number_and_name_the_variable(valu
 def test_settings_reject_a_lease_that_is_not_positive(value: str):
     with pytest.raises(ValueError, match="OFFLOAD_LEASE_SECONDS"):
         Settings.from_env({"OFFLOAD_LEASE_SECONDS": value})
+
+
+def test_webhook_and_email_settings_come_from_the_environment():
+    s = Settings.from_env(
+        {
+            "OFFLOAD_WEBHOOK_ALLOWED_HOSTS": "hooks.internal, 10.0.0.0/8",
+            "OFFLOAD_WEBHOOK_RETRY_WINDOW": "600",
+            "OFFLOAD_WEBHOOK_BACKOFF_BASE": "0.5",
+            "OFFLOAD_WEBHOOK_TIMEOUT": "3",
+            "OFFLOAD_SMTP_URL": "smtp://jobs:pw@mail.example:587?from=a%40b.c&starttls=true",
+            "OFFLOAD_DISPATCH": "0",
+        }
+    )
+    assert s.webhook_allowed_hosts == "hooks.internal, 10.0.0.0/8"
+    assert (s.webhook_retry_window, s.webhook_backoff_base, s.webhook_timeout) == (600, 0.5, 3)
+    assert s.dispatch is False and Settings.from_env({}).dispatch is True
+    assert "pw" not in repr(s)  # the SMTP password never reaches a log through the settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("OFFLOAD_WEBHOOK_ALLOWED_HOSTS", "10.0.0.0/99", "OFFLOAD_WEBHOOK_ALLOWED_HOSTS"),
+        ("OFFLOAD_SMTP_URL", "http://user:s3cret@mail/", "smtp://"),
+        ("OFFLOAD_SMTP_URL", "smtp://user:s3cret@mail/?starttls=maybe", "starttls"),
+    ],
+)
+def test_malformed_notify_settings_fail_at_start_up(variable: str, value: str, message: str):
+    with pytest.raises(ValueError, match=message) as error:
+        Settings.from_env({variable: value})
+    assert "s3cret" not in str(error.value)

@@ -63,7 +63,7 @@ async def test_malformed_or_unresolvable_targets_are_refused(url: str, reason: s
 
 async def test_public_addresses_pass() -> None:
     target = await check_url("https://93.184.215.14:8443/hooks?x=1", NONE)
-    assert target.port == 8443 and str(target.address) == "93.184.215.14"
+    assert target.port == 8443 and [str(a) for a in target.addresses] == ["93.184.215.14"]
     assert non_public_kind(ipaddress.ip_address("2606:4700::1111")) is None
     assert non_public_kind(ipaddress.ip_address("::ffff:8.8.8.8")) is None
 
@@ -99,8 +99,8 @@ def test_a_malformed_allow_list_is_an_error_at_start_up(bad: str) -> None:
 async def test_the_request_goes_to_the_checked_address_under_the_real_name() -> None:
     target = await check_url("https://127.0.0.1:8443/in?a=1", AllowList.parse("127.0.0.1"))
     target = target.__class__(target.url.replace("127.0.0.1", "hooks.example"), "https",
-                              "hooks.example", 8443, target.address)  # fmt: skip
-    request = pinned_request(target, b"{}", {"webhook-id": "msg_1"}, 5.0)
+                              "hooks.example", 8443, target.addresses)  # fmt: skip
+    request = pinned_request(target, target.addresses[0], b"{}", {"webhook-id": "msg_1"}, 5.0)
     assert str(request.url) == "https://127.0.0.1:8443/in?a=1"
     assert request.headers["host"] == "hooks.example:8443"
     assert request.extensions["sni_hostname"] == "hooks.example"

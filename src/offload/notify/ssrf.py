@@ -81,7 +81,8 @@ class Target:
     host: str
     """Lower case, no brackets, no trailing dot: what the allow-list and TLS see."""
     port: int
-    address: IPAddress
+    addresses: tuple[IPAddress, ...]
+    """Every checked address, in resolver order: tried one after the other."""
 
 
 def _looks_like_host(text: str) -> bool:
@@ -176,4 +177,4 @@ async def check_url(url: str, allow: AllowList) -> Target:
                     f"webhook target refused by the SSRF guard: {shown} is not a public address "
                     f"({kind}); an operator can allow it with OFFLOAD_WEBHOOK_ALLOWED_HOSTS"
                 )
-    return Target(url, scheme, host, port, addresses[0])
+    return Target(url, scheme, host, port, tuple(addresses))

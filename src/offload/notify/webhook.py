@@ -14,7 +14,7 @@ from .. import __version__
 from ..client import parse_retry_after
 from ..errors import NotifyTargetRefused
 from . import signing
-from .ssrf import AllowList, Target, check_url
+from .ssrf import AllowList, IPAddress, Target, check_url
 
 USER_AGENT = f"offload-webhooks/{__version__}"
 
@@ -37,12 +37,11 @@ class Answer:
 
 
 def pinned_request(
-    target: Target, body: bytes, headers: dict[str, str], timeout: float
+    target: Target, ip: IPAddress, body: bytes, headers: dict[str, str], timeout: float
 ) -> httpx.Request:
-    """The request to ``target.url`` sent to ``target.address``: the URL carries the checked
-    address, the Host header and TLS (SNI and certificate check) keep the real name."""
+    """The request to ``target.url`` sent to ``ip`` (one of its checked addresses): the URL
+    carries the address, the Host header and TLS (SNI and certificate check) keep the name."""
     parts = urlsplit(target.url)
-    ip = target.address
     netloc = f"[{ip}]" if ip.version == 6 else str(ip)
     default_port = 443 if target.scheme == "https" else 80
     host_header = f"[{target.host}]" if ":" in target.host else target.host
@@ -90,16 +89,21 @@ async def post(
         target = await check_url(url, allow)
     except NotifyTargetRefused as exc:
         return Answer(took(), error=str(exc), refused=True)
-    request = pinned_request(
-        target, body.encode(), signing.headers(secret, msg_id, now, body), timeout
-    )
-    try:
-        response = await http.send(request, stream=True)
-        await response.aclose()  # the receiver's body is not needed: only its status
-    except httpx.TimeoutException:
-        return Answer(took(), error=f"timed out after {timeout:g} s")
-    except httpx.HTTPError as exc:
-        return Answer(took(), error=f"{type(exc).__name__}: {exc}"[:500])
+    headers = signing.headers(secret, msg_id, now, body)
+    for n, ip in enumerate(target.addresses, 1):
+        request = pinned_request(target, ip, body.encode(), headers, timeout)
+        try:
+            response = await http.send(request, stream=True)
+            await response.aclose()  # the receiver's body is not needed: only its status
+            break
+        except httpx.ConnectError as exc:
+            if n < len(target.addresses):
+                continue  # the next address of the name (IPv6 then IPv4, say)
+            return Answer(took(), error=f"ConnectError: {exc}"[:500])
+        except httpx.TimeoutException:
+            return Answer(took(), error=f"timed out after {timeout:g} s")
+        except httpx.HTTPError as exc:
+            return Answer(took(), error=f"{type(exc).__name__}: {exc}"[:500])
     code = response.status_code
     error = None
     retry_after = None
