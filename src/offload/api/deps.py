@@ -4,14 +4,14 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import Depends, Request, Security
+from fastapi import Request
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from ..app import Offload
 from ..jobs import Job
@@ -20,12 +20,6 @@ from .auth import Authenticator, Principal
 from .limits import QueueLimiter, RateLimiter
 from .problems import Problem
 from .settings import ApiSettings
-
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKey",
-    description="An offload API key: `Authorization: Bearer ofk_…` (`offload keys create`).",
-)
 
 
 @dataclass
@@ -105,38 +99,51 @@ class ApiState:
         return base.removesuffix(root) + path if root and path.startswith(root) else base + path
 
 
-def principal_dependency(state: ApiState) -> Callable[..., Awaitable[Principal]]:
-    async def principal(
-        request: Request,
-        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-    ) -> Principal:
-        caller = await state.auth.authenticate(request.headers.get("authorization"))
-        state.rate.check(caller.key_id)
+class KeyAuth(HTTPBearer):
+    """The API key check as one dependency that is also the OpenAPI security scheme: a chain
+    of dependencies costs a resolution step per level on every request."""
+
+    def __init__(self, state: ApiState, allow: Callable[[Principal], None] | None = None) -> None:
+        super().__init__(
+            auto_error=False,
+            scheme_name="ApiKey",
+            description="An offload API key: `Authorization: Bearer ofk_…` "
+            "(`offload keys create`).",
+        )
+        self.state = state
+        self.allow = allow
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        caller = await self.state.auth.authenticate(request.headers.get("authorization"))
+        self.state.rate.check(caller.key_id)
+        if self.allow is not None:
+            self.allow(caller)
         return caller
 
-    return principal
+
+def _writer(caller: Principal) -> None:
+    if not caller.may_write:
+        raise Problem(403, "forbidden", f"the {caller.role} role cannot change anything")
 
 
-def writer_dependency(state: ApiState) -> Callable[..., Awaitable[Principal]]:
-    async def writer(
-        caller: Annotated[Principal, Depends(principal_dependency(state))],
-    ) -> Principal:
-        if not caller.may_write:
-            raise Problem(403, "forbidden", f"the {caller.role} role cannot change anything")
-        return caller
-
-    return writer
+def _admin(caller: Principal) -> None:
+    if not caller.is_admin:
+        raise Problem(403, "forbidden", "this needs an admin key")
 
 
-def admin_dependency(state: ApiState) -> Callable[..., Awaitable[Principal]]:
-    async def admin(
-        caller: Annotated[Principal, Depends(principal_dependency(state))],
-    ) -> Principal:
-        if not caller.is_admin:
-            raise Problem(403, "forbidden", "this needs an admin key")
-        return caller
+def principal_dependency(state: ApiState) -> KeyAuth:
+    """Any valid key."""
+    return KeyAuth(state)
 
-    return admin
+
+def writer_dependency(state: ApiState) -> KeyAuth:
+    """A key that may change jobs (client, admin)."""
+    return KeyAuth(state, _writer)
+
+
+def admin_dependency(state: ApiState) -> KeyAuth:
+    """An admin key."""
+    return KeyAuth(state, _admin)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
