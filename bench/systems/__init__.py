@@ -11,6 +11,7 @@ from bench.systems.base import System
 SYSTEMS: dict[str, str] = {
     "offload": "bench.systems.offload_sys",
     "offload-sqlite": "bench.systems.offload_sqlite_sys",
+    "offload-redis": "bench.systems.offload_redis_sys",
     "celery": "bench.systems.celery_sys",
     "dramatiq": "bench.systems.dramatiq_sys",
     "arq": "bench.systems.arq_sys",

@@ -28,8 +28,9 @@ PREFETCH = 90
 CHUNK = 10_000
 
 
-def make_app(database_url: str, queue: str) -> Any:
-    from offload import Context, Offload
+def make_app(database_url: str, queue: str, **settings: Any) -> Any:
+    """``settings``: further :class:`offload.Settings` fields (a broker, for instance)."""
+    from offload import Context, Offload, Settings
     from pydantic import BaseModel
 
     class BenchInput(BaseModel):
@@ -37,7 +38,7 @@ def make_app(database_url: str, queue: str) -> Any:
         kind: str
         submitted_at: float
 
-    app = Offload(database_url)
+    app = Offload(settings=Settings.from_env(database_url=database_url, **settings))
 
     @app.job("bench.job", queue=queue)
     async def bench_job(ctx: Context, inp: BenchInput) -> None:
@@ -67,8 +68,15 @@ class OffloadSystem(AsyncSystem):
         except ImportError as exc:
             raise Unavailable(f"import offload failed: {exc}") from exc
 
+    @classmethod
+    def app_settings(cls, env: BenchEnv) -> dict[str, Any]:
+        """Settings beyond the database (none: the store's own table queue)."""
+        return {}
+
     async def aopen(self) -> None:
-        self.app = make_app(self.database_url(self.env), self.env.queue)
+        self.app = make_app(
+            self.database_url(self.env), self.env.queue, **self.app_settings(self.env)
+        )
         await self.app.upgrade_schema()
         await self.app.store()
 
@@ -116,7 +124,7 @@ class OffloadSystem(AsyncSystem):
         from offload import Worker
 
         async def main() -> None:
-            app = make_app(cls.database_url(env), env.queue)
+            app = make_app(cls.database_url(env), env.queue, **cls.app_settings(env))
             worker = Worker(app, concurrency=CONCURRENCY, prefetch=PREFETCH, grace=1)
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, worker.stop)

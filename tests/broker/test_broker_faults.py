@@ -196,3 +196,38 @@ async def test_a_job_whose_submitter_died_before_publishing_is_published_by_the_
     await wait_until(done, timeout=60)
     assert runs(log)[("done", str(job_id))] == 1
     assert await store.outbox_pending(older_than=0, limit=10) == []
+
+
+async def test_a_submit_while_redis_is_down_is_kept_and_published_once_it_is_back(
+    app: Offload, workers: WorkerProcesses, private_redis: PrivateRedis, tmp_path: Path
+):
+    log = tmp_path / "runs.log"
+    private_redis.kill()
+
+    job = await app.submit("broker.work", {"log": str(log)})  # accepted: the row is the truth
+    relay = await app.relay()
+    assert relay is not None
+    await relay.flush()  # the publish failed; the outbox row stays
+    store = await app.store()
+    assert [e.job_id for e in await store.outbox_pending(older_than=0, limit=10)] == [job.id]
+
+    private_redis.start()  # back, empty
+    workers.start(app=APP)
+
+    async def done() -> bool:
+        current = await app.get_job(job.id)
+        return current is not None and current.status is JobStatus.SUCCEEDED
+
+    await wait_until(done, timeout=60)
+    assert runs(log)[("done", str(job.id))] == 1
+
+
+def test_a_worker_that_cannot_reach_redis_exits_with_a_clear_error(
+    workers: WorkerProcesses, private_redis: PrivateRedis
+):
+    private_redis.kill()
+
+    proc = workers.start(app=APP)
+
+    assert proc.wait(30) == 1
+    assert f"cannot connect to Redis at redis://127.0.0.1:{private_redis.port}" in workers.logs()

@@ -189,7 +189,8 @@ class MessageConsumer(Consumer):
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self._held: dict[uuid.UUID, list[Delivery]] = {}
-        self._interrupted = asyncio.Event()
+        self._interrupted = False
+        self._receiving: asyncio.Future[list[Delivery]] | None = None
 
     @abc.abstractmethod
     async def receive(self, limit: int, wait: float) -> list[Delivery]:
@@ -200,30 +201,30 @@ class MessageConsumer(Consumer):
         """Acknowledge: the broker forgets these copies for good."""
 
     def interrupt(self) -> None:
-        self._interrupted.set()
+        self._interrupted = True
+        if self._receiving is not None:
+            # Copies read but not yet handed over stay unacknowledged: delivered again later.
+            self._receiving.cancel()
 
     async def take(self, limit: int, wait: float) -> list[Job]:
         deliveries = await self._receive_or_interrupt(limit, wait)
         if not deliveries:
             return []
-        # A cancelled take must not lose a claim made in the store: shield the claim.
-        return await asyncio.shield(self._claim(deliveries))
+        return await self._claim(deliveries)
 
     async def _receive_or_interrupt(self, limit: int, wait: float) -> list[Delivery]:
-        if self._interrupted.is_set():
+        if self._interrupted:
             return []
-        receiving = asyncio.ensure_future(self.receive(limit, wait))
-        interrupted = asyncio.ensure_future(self._interrupted.wait())
+        # One task, so interrupt() can cancel the wait without cancelling the caller.
+        self._receiving = asyncio.ensure_future(self.receive(limit, wait))
         try:
-            await asyncio.wait([receiving, interrupted], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            interrupted.cancel()
-        if not receiving.done():
-            # Copies read but not yet handed over stay unacknowledged: delivered again later.
-            receiving.cancel()
-            await asyncio.gather(receiving, return_exceptions=True)
+            return await self._receiving
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise
             return []
-        return receiving.result()
+        finally:
+            self._receiving = None
 
     async def _claim(self, deliveries: list[Delivery]) -> list[Job]:
         by_id: dict[uuid.UUID, list[Delivery]] = {}

@@ -30,6 +30,11 @@ log = logging.getLogger("offload.broker")
 BATCH = 1000
 """Most messages published (and outbox rows deleted) at once."""
 
+DELETE_AFTER = 0.05
+"""Seconds published rows may wait to be deleted together: one DELETE per burst of submits
+instead of one per submit. A row still there when a sweep runs is published twice, which only
+makes a duplicate message (it claims nothing)."""
+
 
 class Relay:
     """One per process with a message broker (:meth:`offload.Offload.broker` makes it).
@@ -43,6 +48,9 @@ class Relay:
         self.store = store
         self.broker = broker
         self._known: list[OutboxEntry] = []
+        self._published: list[OutboxEntry] = []
+        """Published, not yet deleted from the outbox."""
+        self._delete_timer: asyncio.TimerHandle | None = None
         self._drain_table = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -68,12 +76,14 @@ class Relay:
 
     async def sweep(self, *, older_than: float) -> int:
         """Publish outbox rows at least ``older_than`` seconds old; return how many."""
+        await self._delete_published()
         total = 0
         while True:
             entries = await self.store.outbox_pending(older_than=older_than, limit=BATCH)
             if not entries:
                 return total
-            await self._publish(entries)
+            await self.broker.publish([Message(e.job_id, e.queue, e.priority) for e in entries])
+            await self.store.outbox_delete(entries)
             total += len(entries)
             if len(entries) < BATCH:
                 return total
@@ -84,6 +94,10 @@ class Relay:
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 10)
+        with contextlib.suppress(Exception):
+            await self._delete_published()
+        if self._delete_timer is not None:
+            self._delete_timer.cancel()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
@@ -102,6 +116,10 @@ class Relay:
                 while self._known:
                     batch, self._known = self._known[:BATCH], self._known[BATCH:]
                     await self._publish(batch)
+                if self._published and (
+                    self._delete_timer is None or len(self._published) >= BATCH
+                ):
+                    await self._delete_published()
                 if self._drain_table:
                     self._drain_table = False
                     await self.sweep(older_than=0)
@@ -117,4 +135,21 @@ class Relay:
 
     async def _publish(self, entries: Sequence[OutboxEntry]) -> None:
         await self.broker.publish([Message(e.job_id, e.queue, e.priority) for e in entries])
-        await self.store.outbox_delete(entries)
+        self._published.extend(entries)
+        if self._delete_timer is None:
+            # Delete once the burst is over (or BATCH rows are waiting), not row by row.
+            self._delete_timer = asyncio.get_running_loop().call_later(
+                DELETE_AFTER, self._delete_due
+            )
+
+    def _delete_due(self) -> None:
+        self._delete_timer = None
+        self._start()
+
+    async def _delete_published(self) -> None:
+        if self._delete_timer is not None:
+            self._delete_timer.cancel()
+            self._delete_timer = None
+        while self._published:
+            batch, self._published = self._published[:BATCH], self._published[BATCH:]
+            await self.store.outbox_delete(batch)

@@ -115,6 +115,8 @@ class RedisBroker(Broker):
         pipe = self.client.pipeline(transaction=False)
         for message in messages:
             pipe.xadd(self.stream(message.queue), {FIELD: message.encode()})
+        # Every time, in the same round trip: a Redis restarted empty (or a set deleted) must
+        # learn every queue again, or workers of all queues would never read its stream.
         pipe.sadd(self.queue_set, *{m.queue for m in messages})
         try:
             await pipe.execute()
