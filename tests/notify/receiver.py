@@ -31,6 +31,9 @@ class Receiver:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Received] = []
         self.script: list[tuple[int, dict[str, str]]] = []
+        self.hold: threading.Event | None = None
+        """When set to an Event, each request waits for it (at most 30 s) before answering:
+        a slow endpoint."""
         self._lock = threading.Lock()
         receiver = self
 
@@ -47,6 +50,9 @@ class Receiver:
                         )
                     )
                     status, headers = receiver.script.pop(0) if receiver.script else (200, {})
+                    hold = receiver.hold
+                if hold is not None:
+                    hold.wait(30)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

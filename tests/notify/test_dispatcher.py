@@ -4,6 +4,7 @@ reference verifier, as a receiver would."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 
 from offload import Offload
@@ -208,3 +209,23 @@ def received(receiver: Receiver, n: int = 1) -> Callable[[], Awaitable[bool]]:
         return receiver.count() >= n
 
     return check
+
+
+async def test_a_slow_endpoint_does_not_hold_up_other_deliveries(
+    app: Offload, receiver: Receiver
+) -> None:
+    store = await app.store()
+    receiver.hold = threading.Event()  # the receiver answers only when released
+    try:
+        with Receiver() as fast:
+            async with dispatching(app):
+                slow_job = await finish(store, notify=Notify(webhook=receiver.url))
+                await wait_until(received(receiver))  # its attempt is in flight, held
+                quick_job = await finish(store, notify=Notify(webhook=fast.url))
+                [quick] = await settled(store, quick_job)
+                assert not receiver.hold.is_set() and quick.status == "succeeded"
+                receiver.hold.set()
+                [slow] = await settled(store, slow_job)
+    finally:
+        receiver.hold.set()
+    assert slow.status == "succeeded" and receiver.count() == 1

@@ -56,7 +56,8 @@ CURSOR = "notify"
 TERMINAL = TERMINAL_EVENT_TYPES
 EVENT_TYPES = PUBLIC_EVENT_TYPES
 _PAGE = 500
-_CLAIM = 20
+_CONCURRENCY = 20
+"""Attempts in flight per dispatcher."""
 
 
 def delivery_id() -> str:
@@ -232,23 +233,43 @@ class Dispatcher:
     # -- deliver: one attempt per due delivery -------------------------------------------------
 
     async def _deliver_forever(self, store: NotifyStore) -> None:
+        """Keep up to ``_CONCURRENCY`` attempts in flight, claiming more as slots free: a slow
+        endpoint (up to its timeout) holds one slot, never the others' deliveries."""
         interval = self.app.settings.dispatch_interval
-        while not self._stopping.is_set():
-            self._due.clear()
-            if await self.deliver_once(store) == _CLAIM:
-                continue  # more may be due right now
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._due.wait()
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping.is_set():
+                free = _CONCURRENCY - len(inflight)
+                claimed: list[Delivery] = []
+                if free > 0:
+                    self._due.clear()
+                    claimed = await store.delivery_claim(self.holder, free, self._lease)
+                    for d in claimed:
+                        inflight.add(asyncio.create_task(self._deliver(store, d)))
+                if free > 0 and len(claimed) == free:
+                    continue  # more may be due right now
+                due = asyncio.ensure_future(self._due.wait())
+                done, _ = await asyncio.wait(
+                    [*inflight, due], timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                due.cancel()
+                inflight -= done
+        finally:
+            # Stopping: the attempts in flight finish and are recorded (each has a timeout).
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
 
-    async def deliver_once(self, store: NotifyStore) -> int:
-        """Claim what is due and attempt each, concurrently; return how many."""
-        claimed = await store.delivery_claim(self.holder, _CLAIM, self._lease)
-        results = await asyncio.gather(*(self._attempt(store, d) for d in claimed))
-        for result in results:
+    async def _deliver(self, store: NotifyStore, d: Delivery) -> None:
+        try:
+            result = await self._attempt(store, d)
+        except Exception as exc:  # a bug or the store: the lease expires and it is retried
+            log.warning("delivery %s: attempt failed (%s)", d.id, exc)
+            return
+        try:
             if not await store.delivery_record(result):
-                log.warning("delivery %s: lease lost; attempt recorded only", result.delivery_id)
-        return len(claimed)
+                log.warning("delivery %s: lease lost; attempt recorded only", d.id)
+        except Exception as exc:
+            log.warning("delivery %s: recording the attempt failed (%s)", d.id, exc)
 
     async def _attempt(self, store: NotifyStore, d: Delivery) -> AttemptResult:
         now = datetime.now(UTC)
