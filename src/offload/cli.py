@@ -292,9 +292,14 @@ def submit(
     queue: Annotated[str | None, typer.Option()] = None,
     priority: Annotated[int | None, typer.Option()] = None,
     delay: Annotated[float | None, typer.Option(help="Seconds before it may run.")] = None,
+    notify_webhook: Annotated[
+        str | None, typer.Option(help="POST the job's end here (signed webhook).")
+    ] = None,
+    notify_email: Annotated[str | None, typer.Option(help="Email the job's end here.")] = None,
 ) -> None:
     """Submit a job (validated against its type's model) and print its id."""
     data = _json(input, "--input")
+    notify = {k: v for k, v in {"webhook": notify_webhook, "email": notify_email}.items() if v}
     api = _remote()
     if api is not None:
 
@@ -306,6 +311,7 @@ def submit(
                 queue=queue,
                 priority=priority,
                 delay_seconds=delay,
+                notify=notify or None,
             )
             if not wait:
                 return job
@@ -326,6 +332,7 @@ def submit(
                 queue=queue,
                 priority=priority,
                 delay=delay,
+                notify=notify or None,
             )
             if not wait:
                 return job

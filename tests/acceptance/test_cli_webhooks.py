@@ -89,6 +89,18 @@ def test_webhook_commands_need_an_admin_key_and_the_api(cli: Run) -> None:
     assert missing.returncode == 1 and "no delivery" in missing.stderr
 
 
+def test_submit_takes_notify_targets_and_the_ssrf_guard_answers(cli: Run) -> None:
+    echo = ["submit", "api.echo", "--input", '{"text": "x"}']
+    ok = cli(*echo, "--notify-webhook", "http://127.0.0.1:9/hook", key="client_a")
+    assert ok.returncode == 0, ok.stderr
+    deliveries = cli("webhooks", "deliveries", "--job", ok.stdout.strip())
+    assert deliveries.returncode == 0, deliveries.stderr
+    refused = cli(*echo, "--notify-webhook", "http://169.254.169.254/", key="client_a")
+    assert refused.returncode == 1 and "link-local" in refused.stderr
+    no_smtp = cli(*echo, "--notify-email", "ops@example.com", key="client_a")
+    assert no_smtp.returncode == 1 and "OFFLOAD_SMTP_URL" in no_smtp.stderr
+
+
 async def test_offload_dispatch_delivers_on_its_own_and_stops_on_sigterm(
     database_url: str, tmp_path: Path
 ) -> None:
