@@ -20,6 +20,7 @@ from dataclasses import asdict
 
 from rich.console import Console
 
+from bench import events as bench_events
 from bench import http as bench_http
 from bench import infra, report
 from bench.scenarios import FULL, QUICK, SystemResult, run_system
@@ -48,9 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     http.add_argument(
         "--http-only", action="store_true", help="run only the HTTP scenarios (implies offload)"
     )
+    http.add_argument(
+        "--events-only",
+        action="store_true",
+        help="run only the event-stream scenarios (SSE latency, 1,000 connections)",
+    )
     args = p.parse_args(argv)
     args.names = [n.strip() for n in args.only.split(",")] if args.only else list(SYSTEMS)
-    if args.http_only:
+    if args.http_only or args.events_only:
         args.names = []
     unknown = [n for n in args.names if n not in SYSTEMS]
     if unknown:
@@ -62,7 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> tuple[list[SystemResult], bench_http.HttpResult | None]:
+def run(
+    args: argparse.Namespace,
+) -> tuple[list[SystemResult], bench_http.HttpResult | None, bench_events.EventsResult | None]:
     sizes = QUICK if args.quick else FULL
     run_id = secrets.token_hex(4)
     workdir = infra.make_workdir(run_id)
@@ -118,14 +126,28 @@ def run(args: argparse.Namespace) -> tuple[list[SystemResult], bench_http.HttpRe
 
     # offload over HTTP: after the queue scenarios, offload only (the peers have no HTTP API).
     http_result = None
-    if args.http_only or ("offload" in args.names and not args.no_http):
+    if not args.events_only and (args.http_only or ("offload" in args.names and not args.no_http)):
         if pg_error:
             http_result = bench_http.HttpResult(status="failed", reason=pg_error)
         else:
             t0 = time.monotonic()
             http_result = bench_http.run_http(run_id, workdir, args.quick, args.repeat, log)
             log(f"offload over HTTP: {http_result.status} in {time.monotonic() - t0:.1f} s")
-    return results, http_result
+    return results, http_result, _run_events(args, run_id, workdir, pg_error)
+
+
+def _run_events(
+    args: argparse.Namespace, run_id: str, workdir: str, pg_error: str
+) -> bench_events.EventsResult | None:
+    """offload's event streams (SSE): with the HTTP scenarios, offload only."""
+    if not (args.events_only or args.http_only or ("offload" in args.names and not args.no_http)):
+        return None
+    if pg_error:
+        return bench_events.EventsResult(status="failed", reason=pg_error)
+    t0 = time.monotonic()
+    result = bench_events.run_events(run_id, workdir, args.quick, args.repeat, log)
+    log(f"offload event streams: {result.status} in {time.monotonic() - t0:.1f} s")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     infra.install_signal_handlers()
     started = time.time()
     try:
-        results, http_result = run(args)
+        results, http_result, events_result = run(args)
     except KeyboardInterrupt:
         console.print("[red]interrupted; cleaning up[/red]")
         return 130
@@ -149,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         report.print_table(results, title)
     if http_result is not None:
         bench_http.print_table(http_result, title)
+    if events_result is not None:
+        bench_events.print_table(events_result, title)
     meta = {
         "started": started,
         "duration_s": time.time() - started,
@@ -163,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     data = report.to_json(results, meta)
     if http_result is not None:
         data["http"] = bench_http.to_json(http_result)
+    if events_result is not None:
+        data["events"] = bench_events.to_json(events_result)
     report.write_json(args.json, data)
     log(f"raw results: {args.json}")
     if args.chart and results:
@@ -177,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(report.markdown_table(results))
             if http_result is not None:
                 f.write(f"\n{bench_http.markdown_table(http_result)}")
+            if events_result is not None:
+                f.write(f"\n{bench_events.markdown_table(events_result)}")
         log(f"markdown: {args.markdown}")
     log(f"total {time.time() - started:.0f} s")
     return 0

@@ -101,15 +101,26 @@ class BodySizeLimit:
         if scope["type"] != "http" or self.max_bytes <= 0:
             await self.app(scope, receive, send)
             return
+        framed = scope.get("http_version") in ("1.0", "1.1")
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
-                except ValueError:
-                    declared = 0
+                except ValueError:  # servers refuse these; if one did not, count the body
+                    framed = False
+                    break
                 if declared > self.max_bytes:
                     await body_too_large(self.max_bytes).response()(scope, receive, send)
                     return
+                framed = True
+            elif name == b"transfer-encoding":
+                framed = False
+        if framed:
+            # The server holds the body to its Content-Length (HTTP/1 without one and without
+            # chunking: no body at all), so it cannot outgrow the check above; only a chunked
+            # or HTTP/2 body of unknown length is counted while it is read.
+            await self.app(scope, receive, send)
+            return
         seen = 0
         started = False
 

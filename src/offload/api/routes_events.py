@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from ..events.bus import EventHub
 from ..events.follow import Item, follow_feed, follow_job
 from ..events.payload import PUBLIC_EVENT_TYPES
 from ..store import EventFilter
@@ -48,6 +49,18 @@ def _stream_response(state: ApiState, items: AsyncIterator[Item | None]) -> Stre
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _event_hub(state: ApiState) -> EventHub:
+    try:
+        return await state.offload.event_hub()
+    except Exception as exc:  # any transport's connection error: Redis, PostgreSQL, OS
+        raise Problem(
+            503,
+            "events_unavailable",
+            "the event bus is not reachable; try again shortly",
+            headers={"Retry-After": "5"},
+        ) from exc
 
 
 def _job_position(last_event_id: str | None) -> int:
@@ -114,7 +127,7 @@ def events_router(state: ApiState) -> APIRouter:
         "number in the job's log. A new connection first replays the job's events so far; "
         "the stream ends after the terminal event.",
         response_class=StreamingResponse,
-        responses={200: stream_doc, **problem_responses(401, 404, 429)},
+        responses={200: stream_doc, **problem_responses(401, 404, 429, 503)},
     )
     async def job_events(
         job_id: uuid.UUID, principal: reader, last_event_id: last_id = None
@@ -122,7 +135,7 @@ def events_router(state: ApiState) -> APIRouter:
         after = _job_position(last_event_id)
         await state.visible_job(principal, job_id)
         store = await state.store()
-        hub = await state.offload.event_hub()
+        hub = await _event_hub(state)
         return _stream_response(state, follow_job(store, hub, job_id, after, heartbeat))
 
     @router.get(
@@ -132,7 +145,7 @@ def events_router(state: ApiState) -> APIRouter:
         "`id:` is an opaque position in the global feed. Without `Last-Event-ID` the stream "
         "starts now.",
         response_class=StreamingResponse,
-        responses={200: stream_doc, **problem_responses(401, 429)},
+        responses={200: stream_doc, **problem_responses(401, 429, 503)},
     )
     async def all_events(
         principal: reader,
@@ -152,7 +165,7 @@ def events_router(state: ApiState) -> APIRouter:
         store = await state.store()
         # "Now" is fixed before the response starts: a client that got the headers is in.
         cursor = await _checked_cursor(state, last_event_id) or await store.events_head()
-        hub = await state.offload.event_hub()
+        hub = await _event_hub(state)
         return _stream_response(state, follow_feed(store, hub, cursor, where, heartbeat))
 
     @router.websocket("/v1/events/ws")
@@ -235,7 +248,7 @@ async def _subscription(
         raise ValueError("not an object")
     heartbeat = state.settings.events_heartbeat_seconds
     store = await state.store()
-    hub = await state.offload.event_hub()
+    hub = await _event_hub(state)
     after = request.get("after")
     if after is not None and not isinstance(after, str | int):
         raise ValueError("after")
