@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -165,3 +166,17 @@ async def test_wrong_smtp_credentials_are_retried_and_the_password_is_never_reco
     assert delivery.status == "pending" and smtp.inbox.messages == []
     assert all(a.error and "wrong-pw" not in a.error for a in history)
     assert "wrong-pw" not in repr(offload.settings)
+
+
+def test_a_message_that_cannot_be_built_is_not_retried() -> None:
+    """A header with a line break (a job type is the developer's, but never trusted)."""
+    from offload.notify import mail
+
+    payload = '{"data": {"type": "x\\nBcc: all@example.com", "status": "failed"}}'
+    with pytest.raises(ValueError):
+        mail.message("a@example.com", "b@example.com", "msg_1", payload)
+    sent = asyncio.run(
+        mail.send(mail.SmtpSettings("127.0.0.1", 9, "a@example.com"), "b@example.com", "msg_1",
+                  payload, 1.0)
+    )  # fmt: skip
+    assert sent.permanent and "cannot build the message" in (sent.error or "")

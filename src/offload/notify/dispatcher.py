@@ -262,9 +262,10 @@ class Dispatcher:
     async def _deliver(self, store: NotifyStore, d: Delivery) -> None:
         try:
             result = await self._attempt(store, d)
-        except Exception as exc:  # a bug or the store: the lease expires and it is retried
-            log.warning("delivery %s: attempt failed (%s)", d.id, exc)
-            return
+        except Exception as exc:  # recorded like any failure: retried within the window
+            log.exception("delivery %s: the attempt failed", d.id)
+            error = f"internal error: {type(exc).__name__}: {exc}"[:500]
+            result = self._result(d, datetime.now(UTC), 0.0, None, error, "retry")
         try:
             if not await store.delivery_record(result):
                 log.warning("delivery %s: lease lost; attempt recorded only", d.id)

@@ -76,6 +76,8 @@ class Sent:
     code: int | None = None
     """The SMTP reply code of a refusal (None: sent, or a connection problem)."""
     error: str | None = None
+    unsendable: bool = False
+    """The message itself cannot be built: retrying cannot help."""
 
     @property
     def ok(self) -> bool:
@@ -83,8 +85,8 @@ class Sent:
 
     @property
     def permanent(self) -> bool:
-        """A 5xx refusal: retrying the same message cannot help."""
-        return self.code is not None and self.code >= 500
+        """A 5xx refusal or an unsendable message: retrying the same message cannot help."""
+        return self.unsendable or (self.code is not None and self.code >= 500)
 
 
 def message(sender: str, to: str, msg_id: str, payload: str) -> email.message.EmailMessage:
@@ -116,8 +118,12 @@ async def send(smtp: SmtpSettings, to: str, msg_id: str, payload: str, timeout: 
         return round((time.perf_counter() - started) * 1000, 3)
 
     try:
+        msg = message(smtp.sender, to, msg_id, payload)
+    except (ValueError, KeyError, TypeError) as exc:  # e.g. a line break in a header
+        return Sent(took(), error=f"cannot build the message: {exc}"[:500], unsendable=True)
+    try:
         await aiosmtplib.send(
-            message(smtp.sender, to, msg_id, payload),
+            msg,
             hostname=smtp.host,
             port=smtp.port,
             username=smtp.username,
