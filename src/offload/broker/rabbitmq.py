@@ -36,7 +36,7 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aio_pika
 import aiormq
@@ -64,6 +64,9 @@ names: RabbitMQ has no AMQP call that lists queues."""
 
 PUBLISH_TIMEOUT = 10.0
 """Seconds to wait for a publisher confirm before calling the broker unavailable."""
+
+_SETTLE_ROUNDS = 3
+"""Event-loop turns a receive waits for deliveries already read from the socket."""
 
 _ERRORS = (aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError, OSError, TimeoutError)
 _REFUSALS = (
@@ -371,6 +374,8 @@ class RabbitConsumer(MessageConsumer):
         self._order = itertools.count()
         self._arrived = asyncio.Event()
         self._discovered_at = 0.0
+        self._unacked: dict[Any, set[int]] = {}
+        """Delivery tags received and not acknowledged yet, per (underlying) channel."""
 
     async def _start(self) -> AbstractChannel:
         if self._channel is None:
@@ -403,6 +408,7 @@ class RabbitConsumer(MessageConsumer):
                 await incoming.reject(requeue=False)
             return
         heapq.heappush(self._buffer, (-message.priority, next(self._order), incoming, message))
+        self._unacked.setdefault(incoming.channel, set()).add(incoming.delivery_tag or 0)
         self._arrived.set()
 
     async def receive(self, limit: int, wait: float) -> list[Delivery]:
@@ -416,6 +422,12 @@ class RabbitConsumer(MessageConsumer):
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), wait)
+        # Deliveries read in the same socket read are dispatched one task each: let them land,
+        # so one store claim covers the whole burst instead of its first message.
+        for _ in range(_SETTLE_ROUNDS):
+            if len(self._buffer) >= limit:
+                break
+            await asyncio.sleep(0)
         taken: list[Delivery] = []
         while self._buffer and len(taken) < limit:
             _, _, incoming, message = heapq.heappop(self._buffer)
@@ -423,17 +435,34 @@ class RabbitConsumer(MessageConsumer):
         return taken
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge with as few frames as possible: the tags below the oldest delivery still
+        held go in one ``multiple`` ack; the others one by one."""
+        by_channel: dict[Any, set[int]] = {}
         for delivery in deliveries:
             incoming: AbstractIncomingMessage = delivery.tag
-            # After a reconnect the copy's channel is gone: RabbitMQ has requeued it already and
-            # the store fences the copy it delivers again.
+            by_channel.setdefault(incoming.channel, set()).add(incoming.delivery_tag or 0)
+        for channel, tags in by_channel.items():
+            unacked = self._unacked.get(channel, set())
+            unacked -= tags
+            if channel.is_closed:
+                # The connection broke after these arrived: RabbitMQ has requeued them already
+                # and the store fences the copies it delivers again.
+                self._unacked.pop(channel, None)
+                continue
+            oldest_held = min(unacked, default=None)
+            below = [t for t in tags if oldest_held is None or t < oldest_held]
+            rest = [t for t in tags if oldest_held is not None and t > oldest_held]
             with contextlib.suppress(*_ERRORS):
-                await incoming.ack()
+                if below:
+                    await channel.basic_ack(max(below), multiple=True)
+                for tag in rest:
+                    await channel.basic_ack(tag)
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         self._consuming.clear()
         self._buffer.clear()
+        self._unacked.clear()
         if channel is not None:
             with contextlib.suppress(*_ERRORS):
                 await channel.close()
