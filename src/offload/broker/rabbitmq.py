@@ -34,7 +34,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -373,11 +372,12 @@ class RabbitConsumer(MessageConsumer):
         self._buffer: list[tuple[int, int, AbstractIncomingMessage, Message]] = []
         self._order = itertools.count()
         self._arrived = asyncio.Event()
-        self._discovered_at = 0.0
+        self._discovering: asyncio.Task[None] | None = None
         self._unacked: dict[Any, set[int]] = {}
         """Delivery tags received and not acknowledged yet, per (underlying) channel."""
 
-    async def _start(self) -> AbstractChannel:
+    async def _start(self) -> None:
+        """Open the channel and consume (again after a failure: each step is idempotent)."""
         if self._channel is None:
             channel = await self.broker._connection().channel()
             await channel.set_qos(prefetch_count=self.capacity)
@@ -385,10 +385,21 @@ class RabbitConsumer(MessageConsumer):
             self._channel = channel
         if self.queues is not None:
             await self._consume(self.queues)
-        elif time.monotonic() - self._discovered_at > DISCOVER_INTERVAL:
-            self._discovered_at = time.monotonic()
-            await self._consume([q.name for q in await self.store.queue_list()])
-        return self._channel
+        elif self._discovering is None:
+            await self._discover()
+            self._discovering = asyncio.create_task(self._discover_forever())
+
+    async def _discover(self) -> None:
+        await self._consume([q.name for q in await self.store.queue_list()])
+
+    async def _discover_forever(self) -> None:
+        """Off the take path: a slow store query must not delay a delivery."""
+        while True:
+            await asyncio.sleep(DISCOVER_INTERVAL)
+            try:
+                await self._discover()
+            except Exception as exc:
+                log.warning("looking for new queues failed (%s); trying again", exc)
 
     async def _consume(self, names: Sequence[str]) -> None:
         assert self._channel is not None
@@ -459,6 +470,10 @@ class RabbitConsumer(MessageConsumer):
                     await channel.basic_ack(tag)
 
     async def close(self) -> None:
+        if self._discovering is not None:
+            self._discovering.cancel()
+            await asyncio.gather(self._discovering, return_exceptions=True)
+            self._discovering = None
         channel, self._channel = self._channel, None
         self._consuming.clear()
         self._buffer.clear()
