@@ -8,9 +8,10 @@ Topology (every name starts with the broker's ``prefix``, ``offload`` unless con
   that name. Whoever first publishes to (or consumes from) an offload queue declares it, so a
   message never meets an unbound routing key.
 - ``<prefix>.dead``: a fanout dead-letter exchange and a quorum queue of the same name (capped,
-  oldest dropped first). Messages that are not offload messages go there instead of being
-  dropped, and so do the messages of jobs that failed for good, so RabbitMQ tooling sees dead
-  letters too. The store's dead-letter list stays the one that counts (replay goes through it).
+  oldest dropped first). The messages of jobs that failed for good are rejected into it once
+  the failure is written, so RabbitMQ tooling sees dead letters too, and so are messages that
+  are not offload messages. The store's dead-letter list stays the one that counts (replay
+  goes through it; a replayed job's old message stays in ``<prefix>.dead``).
 
 A worker's consumer sets ``prefetch_count`` to the worker's capacity: RabbitMQ never hands one
 worker more unacknowledged messages than it can hold. A message is acknowledged only once the
@@ -468,6 +469,18 @@ class RabbitConsumer(MessageConsumer):
                     await channel.basic_ack(max(below), multiple=True)
                 for tag in rest:
                     await channel.basic_ack(tag)
+
+    async def dead_letter(self, deliveries: Sequence[Delivery]) -> None:
+        """Reject without requeue: the quorum queue moves the message to ``<prefix>.dead``.
+        Rejected before any ``multiple`` ack that would otherwise cover its tag."""
+        for delivery in deliveries:
+            incoming: AbstractIncomingMessage = delivery.tag
+            channel = incoming.channel
+            self._unacked.get(channel, set()).discard(incoming.delivery_tag or 0)
+            if channel.is_closed:
+                continue
+            with contextlib.suppress(*_ERRORS):
+                await channel.basic_reject(incoming.delivery_tag or 0, requeue=False)
 
     async def close(self) -> None:
         if self._discovering is not None:
