@@ -336,3 +336,30 @@ async def test_websocket_all_events_and_refusals(start_api: StartApi, worker: An
     with pytest.raises(websockets.InvalidStatus):
         async with websockets.connect(ws_url(api, "ofk_wrong")):
             pass
+
+
+async def test_websocket_heartbeats_and_resume_of_all_events(
+    start_api: StartApi, worker: Any
+) -> None:
+    api = start_api(events_heartbeat_seconds=0.1)
+    quiet = await submit(api)  # no worker yet: it stays queued, its stream idles
+    async with websockets.connect(ws_url(api, api.keys["client_a"])) as ws:
+        await ws.send(json.dumps({"subscribe": "job", "job_id": quiet}))
+        assert json.loads(await ws.recv()) == {"subscribed": "job"}
+        assert json.loads(await ws.recv())["event"] == "job.queued"
+        beats = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(2)]
+        assert beats == [{"heartbeat": True}] * 2
+    echo = {"type": "api.echo", "input": {"text": "x"}}
+    async with websockets.connect(ws_url(api, api.keys["client_a"])) as ws:
+        await ws.send(json.dumps({"subscribe": "all", "event": ["job.succeeded"]}))
+        assert json.loads(await ws.recv()) == {"subscribed": "all"}
+        ids = [await submit(api, **echo) for _ in range(2)]
+        worker()
+        received, _ = await ws_read(ws, 3)  # the two echoes and the slow one, in any order
+    assert set(ids) <= {m["data"]["id"] for m in received}
+    async with websockets.connect(ws_url(api, api.keys["client_a"])) as ws:
+        after = received[0]["id"]
+        await ws.send(json.dumps({"subscribe": "all", "event": ["job.succeeded"], "after": after}))
+        assert json.loads(await ws.recv()) == {"subscribed": "all"}
+        rest, _ = await ws_read(ws, 2)
+    assert [m["id"] for m in rest] == [m["id"] for m in received[1:]]
