@@ -13,7 +13,7 @@ import aio_pika
 import pytest
 from pydantic import BaseModel
 
-from offload import Context, JobStatus, Offload, PermanentError, Settings, Worker
+from offload import BrokerUnavailable, Context, JobStatus, Offload, PermanentError, Settings, Worker
 from offload.broker import Message
 from offload.broker import rabbitmq as rabbit
 from offload.broker.rabbitmq import RabbitBroker
@@ -133,6 +133,7 @@ async def test_a_worker_dead_letters_the_message_of_a_job_raising_permanent_erro
     finally:
         worker.stop(now=True)
         await asyncio.wait_for(running, 20)
+        await (await app.broker()).destroy()
         await app.close()
 
 
@@ -152,3 +153,22 @@ async def test_a_consumer_of_every_queue_finds_a_queue_created_after_it_started(
     assert taken.id == job.id
     await consumer.settle([taken.id])
     await consumer.close()
+
+
+async def test_a_queue_deleted_by_hand_is_declared_again_by_the_next_publish(
+    store: Store, broker: RabbitBroker
+) -> None:
+    job = await insert(store)
+    await broker.publish([Message.of(job)])
+    conn = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await conn.channel()
+        await channel.queue_delete(broker.names.queue("default"))
+    finally:
+        await conn.close()
+
+    with pytest.raises(BrokerUnavailable, match="no queue yet for default"):
+        await broker.publish([Message.of(job)])  # unroutable: it stays in the outbox
+    await broker.publish([Message.of(job)])  # the outbox's next try declares it again
+
+    assert await broker.backlog("default") == 1

@@ -35,6 +35,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -256,6 +257,8 @@ class RabbitBroker(Broker):
             {m.queue for m, c in zip(messages, confirms, strict=True) if _returned(c)}
         )
         if unroutable:
+            # Declared once but gone (deleted by hand?): declare again on the next publish.
+            self._declared.difference_update(unroutable)
             raise BrokerUnavailable(
                 f"RabbitMQ has no queue yet for {', '.join(unroutable)}: a worker for it "
                 "declares it when it starts"
@@ -304,8 +307,8 @@ class RabbitBroker(Broker):
     async def check(self, role: str, queues: Sequence[str] | None = None) -> None:
         """Prove this identity can do its job, or raise :class:`BrokerUnavailable` saying what
         RabbitMQ refused. ``publish``: a confirmed publish to the jobs exchange (routed
-        nowhere, so dropped). ``consume``: declare and consume ``queues`` (``default`` when
-        every queue) and the dead-letter queue, then cancel."""
+        nowhere, so dropped). ``consume``: declare the dead-letter queue, declare and consume
+        ``queues`` (every queue: a temporary exclusive queue under the prefix), then cancel."""
         conn = self._connection()
         channel = await conn.channel(publisher_confirms=True)
         try:
@@ -315,8 +318,19 @@ class RabbitBroker(Broker):
                 await exchange.publish(probe, f"{self.names.prefix}.probe", mandatory=False)
             elif role == "consume":
                 await self.declare_dead_letters(channel)
-                for name in queues or ["default"]:
-                    queue = await self.declare_queue(channel, name)
+                if queues:
+                    probes = [await self.declare_queue(channel, name) for name in queues]
+                else:
+                    # A worker of every queue: prove the rights on a queue of our own that
+                    # RabbitMQ deletes with this channel, rather than create a real one.
+                    probes = [
+                        await channel.declare_queue(
+                            f"{self.names.prefix}.q.probe-{uuid.uuid4().hex[:12]}",
+                            exclusive=True,
+                            auto_delete=True,
+                        )
+                    ]
+                for queue in probes:
                     tag = await queue.consume(_drop, no_ack=False)
                     await queue.cancel(tag)
             else:
@@ -335,10 +349,12 @@ class RabbitBroker(Broker):
                 await channel.close()
 
     async def destroy(self) -> None:
-        """Delete the queues declared through this broker and the two exchanges."""
+        """Delete the dead-letter queue, the queues declared through this broker, and the two
+        exchanges. Queues only other processes declared are left (their names are unknown
+        here: RabbitMQ cannot list queues over AMQP)."""
         channel = await self._connection().channel()
         try:
-            for name in sorted(self._created):
+            for name in sorted(self._created | {self.names.dead}):
                 await channel.queue_delete(name)
             for name in (self.names.exchange, self.names.dead):
                 await channel.exchange_delete(name)
