@@ -13,6 +13,8 @@ that holds the connections) and ``offload worker --processes 2 --concurrency 20`
                  connection → the stream's log read → the client. Meanwhile one
                  ``GET /v1/events?event=job.succeeded`` stream measures the same for the global
                  feed (which holds an event back while an older transaction is still open).
+Each repeat starts on an emptied database with a new API process.
+
 2. connections - workers stopped, K jobs submitted (they stay queued), K streams opened on
                  them (each gets its replayed ``job.queued``, then idles); the API's RSS before
                  and with all K open. Then the workers start: time until all K streams got
@@ -55,7 +57,7 @@ class EventSizes:
 
 
 EVENTS_QUICK = EventSizes(jobs=200, clients=10, connections=1000)
-EVENTS_FULL = EventSizes(jobs=600, clients=20, connections=1000)
+EVENTS_FULL = EventSizes(jobs=500, clients=10, connections=1000)
 
 #: metric -> (label, unit, higher_is_better, target or "")
 EVENT_METRICS: dict[str, tuple[str, str, bool, str]] = {
@@ -64,6 +66,7 @@ EVENT_METRICS: dict[str, tuple[str, str, bool, str]] = {
     "feed_p50": ("job finished → SSE client, p50 (GET /v1/events)", "ms", False, ""),
     "feed_p99": ("job finished → SSE client, p99 (GET /v1/events)", "ms", False, ""),
     "feed_missed": ("  events missing from GET /v1/events", "events", False, "0"),
+    "api_cpu_job": ("  API CPU per job (submit + its stream), user+sys", "ms", False, ""),
     "held": ("SSE connections held by one API process", "connections", True, "1,000"),
     "rss_before": ("  API RSS before opening them", "MB", False, ""),
     "rss_held": ("  API RSS with all of them open", "MB", False, ""),
@@ -128,6 +131,8 @@ class EventsBench:
         self.key = self._cli("keys", "create", "--tenant", "bench", "--role", "client").strip()
         if not re.fullmatch(r"\S+", self.key):
             raise RuntimeError(f"offload keys create printed {self.key!r}, not one key")
+
+    def start_server(self) -> None:
         argv = [self.offload, "serve", "--app", APP, "--host", "127.0.0.1", "--port"]
         argv += [str(self.port), "--log-level", "warning", "--workers", "1"]
         self.server = infra.Proc(argv, self.env, os.path.join(self.workdir, "serve.log"), REPO_ROOT)
@@ -172,6 +177,17 @@ class EventsBench:
             with contextlib.suppress(Exception):
                 total += p.memory_info().rss
         return total / 2**20
+
+    def api_cpu_s(self) -> float:
+        """CPU seconds used so far by the serve process: less at the mercy of the machine's
+        other load than a latency is."""
+        assert self.server is not None
+        total = 0.0
+        for p in self.server.tree():
+            with contextlib.suppress(Exception):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
 
     def _client(self, connections: int = 100) -> Any:
         import httpx
@@ -219,7 +235,9 @@ class EventsBench:
             feed_task = asyncio.create_task(feed(client))
             await asyncio.wait_for(feed_open.wait(), 30)
             counts = [sz.jobs // sz.clients] * sz.clients
+            cpu0 = self.api_cpu_s()
             await asyncio.wait_for(asyncio.gather(*(one_client(client, n) for n in counts)), 300)
+            result.add("api_cpu_job", (self.api_cpu_s() - cpu0) * 1000 / max(len(per_job), 1))
             end = time.monotonic() + 10  # the feed may trail by a little: give it a moment
             while set(finished) - set(feed_arrivals) and time.monotonic() < end:
                 await asyncio.sleep(0.05)
@@ -282,9 +300,18 @@ class EventsBench:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
+    def fresh(self) -> None:
+        """Each repeat on an empty database and a new API process (RSS from its start)."""
+        import psycopg
+
+        self.stop()
+        with psycopg.connect(self.db_handle.url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("TRUNCATE offload_jobs, offload_job_events")
+        self.start_server()
+        self.start_workers()
+
     def repeat(self, result: EventsResult) -> None:
-        if self.workers is None:
-            self.start_workers()
+        self.fresh()
         asyncio.run(self.latency(result))
         asyncio.run(self.connections(result))
 

@@ -12,6 +12,7 @@ SYSTEMS: dict[str, str] = {
     "offload": "bench.systems.offload_sys",
     "offload-sqlite": "bench.systems.offload_sqlite_sys",
     "offload-redis": "bench.systems.offload_redis_sys",
+    "offload-rabbitmq": "bench.systems.offload_rabbitmq_sys",
     "celery": "bench.systems.celery_sys",
     "dramatiq": "bench.systems.dramatiq_sys",
     "arq": "bench.systems.arq_sys",
@@ -20,6 +21,7 @@ SYSTEMS: dict[str, str] = {
     "raw_pg": "bench.systems.raw_pg",
     "raw_redis": "bench.systems.raw_redis",
     "raw_rabbitmq": "bench.systems.raw_rabbitmq",
+    "raw_rabbitmq_p100": "bench.systems.raw_rabbitmq_p100",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bench import jobs
 from bench.systems import _raw
@@ -25,6 +25,8 @@ class RawRabbitMqSystem(AsyncSystem):
     reference = True
     has_bulk = True
     config = f"2 processes, quorum queue, prefetch {_raw.CONCURRENCY}, manual acks, confirms"
+    prefetch: ClassVar[int] = _raw.CONCURRENCY
+    """Unacknowledged deliveries per worker (= handlers in flight)."""
 
     def check(self) -> None:
         import aio_pika  # noqa: F401
@@ -68,16 +70,16 @@ class RawRabbitMqSystem(AsyncSystem):
 
     @classmethod
     def worker_main(cls, env: BenchEnv, index: int) -> None:
-        asyncio.run(_work(env))
+        asyncio.run(_work(env, cls.prefetch))
 
 
-async def _work(env: BenchEnv) -> None:
+async def _work(env: BenchEnv, prefetch: int) -> None:
     import aio_pika
 
     stop = _raw.stop_event()
     conn = await aio_pika.connect(env.amqp_url)
     channel = await conn.channel()
-    await channel.set_qos(prefetch_count=_raw.CONCURRENCY)
+    await channel.set_qos(prefetch_count=prefetch)
     queue = await channel.declare_queue(env.queue, durable=True, arguments=QUEUE_ARGS)
     tasks: set[asyncio.Task[None]] = set()
 

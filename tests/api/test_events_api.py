@@ -5,18 +5,26 @@ the log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from httpx_sse import aconnect_sse
 
-from tests.api.conftest import Api, StartApi
+from tests.api.conftest import Api, StartApi, _make_keys
 from tests.conftest import wait_until
-from tests.integration.workers import WorkerProcesses
+from tests.integration.workers import ROOT, WorkerProcesses
 
 APP = "tests.apps.api_jobs:app"
 STORY = ["job.queued", "job.running", "job.progress", "job.progress", "job.progress"]
@@ -189,21 +197,75 @@ async def test_the_global_stream_shows_a_tenant_only_its_jobs_and_resumes(
     assert [e.json()["id"] for e in rest] == [e.json()["id"] for e in seen["viewer"][1:]]
 
 
-async def test_two_api_servers_see_the_same_events(
-    start_api: StartApi, worker: Any, database_url: str
+@pytest.fixture
+def serve_processes(database_url: str, tmp_path: Path) -> Iterator[Callable[[], Api]]:
+    """``start()``: an ``offload serve`` process of its own on a free port."""
+    procs: list[subprocess.Popen[bytes]] = []
+    keys, ids = asyncio.run(_make_keys(database_url))
+
+    def start() -> Api:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
+        env |= {"OFFLOAD_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+        with (tmp_path / f"serve-{port}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "offload.cli", "serve", "--app", APP, "--port", str(port)],
+                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert proc.poll() is None, (tmp_path / f"serve-{port}.log").read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            return False
+
+        asyncio.run(wait_until(_async(ready)))
+        return Api(url, database_url, keys, ids)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _async(fn: Callable[[], Any]) -> Callable[[], Any]:
+    async def call() -> Any:
+        return fn()
+
+    return call
+
+
+def test_two_api_processes_see_the_same_events(
+    serve_processes: Callable[[], Api], worker: Any, database_url: str
 ) -> None:
     if not database_url.startswith("postgres"):
         pytest.skip("several API hosts share a PostgreSQL database, not an SQLite file")
-    one, two = start_api(), start_api()
+    one, two = serve_processes(), serve_processes()
     assert one.url != two.url
-    job_id = await submit(one)
-    worker()
-    (a, ended_a), (b, ended_b) = await asyncio.wait_for(
-        asyncio.gather(
-            read_sse(one, f"/v1/jobs/{job_id}/events"), read_sse(two, f"/v1/jobs/{job_id}/events")
-        ),
-        60,
-    )
+
+    async def both() -> tuple[Any, Any]:
+        job_id = await submit(one)
+        worker()
+        return await asyncio.wait_for(
+            asyncio.gather(
+                read_sse(one, f"/v1/jobs/{job_id}/events"),
+                read_sse(two, f"/v1/jobs/{job_id}/events"),
+            ),
+            60,
+        )
+
+    (a, ended_a), (b, ended_b) = asyncio.run(both())
     assert ended_a and ended_b
     assert [(e.id, e.event, e.data) for e in a] == [(e.id, e.event, e.data) for e in b]
     assert [e.event for e in a] == DONE
@@ -274,3 +336,30 @@ async def test_websocket_all_events_and_refusals(start_api: StartApi, worker: An
     with pytest.raises(websockets.InvalidStatus):
         async with websockets.connect(ws_url(api, "ofk_wrong")):
             pass
+
+
+async def test_websocket_heartbeats_and_resume_of_all_events(
+    start_api: StartApi, worker: Any
+) -> None:
+    api = start_api(events_heartbeat_seconds=0.1)
+    quiet = await submit(api)  # no worker yet: it stays queued, its stream idles
+    async with websockets.connect(ws_url(api, api.keys["client_a"])) as ws:
+        await ws.send(json.dumps({"subscribe": "job", "job_id": quiet}))
+        assert json.loads(await ws.recv()) == {"subscribed": "job"}
+        assert json.loads(await ws.recv())["event"] == "job.queued"
+        beats = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(2)]
+        assert beats == [{"heartbeat": True}] * 2
+    echo = {"type": "api.echo", "input": {"text": "x"}}
+    async with websockets.connect(ws_url(api, api.keys["client_a"])) as ws:
+        await ws.send(json.dumps({"subscribe": "all", "event": ["job.succeeded"]}))
+        assert json.loads(await ws.recv()) == {"subscribed": "all"}
+        ids = [await submit(api, **echo) for _ in range(2)]
+        worker()
+        received, _ = await ws_read(ws, 3)  # the two echoes and the slow one, in any order
+    assert set(ids) <= {m["data"]["id"] for m in received}
+    async with websockets.connect(ws_url(api, api.keys["client_a"])) as ws:
+        after = received[0]["id"]
+        await ws.send(json.dumps({"subscribe": "all", "event": ["job.succeeded"], "after": after}))
+        assert json.loads(await ws.recv()) == {"subscribed": "all"}
+        rest, _ = await ws_read(ws, 2)
+    assert [m["id"] for m in rest] == [m["id"] for m in received[1:]]

@@ -370,3 +370,49 @@ def test_offload_broker_check_says_in_one_line_what_an_identity_may_not_do(
     assert "Traceback" not in refused.stderr
     assert rabbit_ids["publisher"].password not in refused.stderr
     assert nonsense.returncode == 2
+
+
+async def test_the_redis_broker_runs_under_the_acl_users_it_was_given(
+    redis_ids: tuple[str, dict[str, Identity]], sqlite_url: str
+) -> None:
+    """REDIS_COMMANDS is what RedisBroker sends: publish as the publisher, take and settle as
+    the consumer; the publisher cannot take."""
+    from offload.broker import open_broker
+    from offload.store import open_store
+
+    prefix, ids = redis_ids
+    store: Store = open_store(sqlite_url)
+    await store.connect()
+    await store.migrate()
+    publisher = open_broker(ids["publisher"].url, prefix=prefix)
+    consumer = open_broker(f"{ids['consumer'].url}?claim_idle=0.5", prefix=prefix)
+    await publisher.connect()
+    await consumer.connect()
+    try:
+        job = await insert(store)
+        await publisher.publish([Message.of(job)])
+        assert await publisher.backlog("default") == 1
+
+        def taking(broker: Any) -> Any:
+            return broker.consumer(
+                store, types=["test.job"], queues=None, worker_id="w", lease_seconds=30, capacity=5
+            )
+
+        from redis.exceptions import NoPermissionError
+
+        with pytest.raises((NoPermissionError, BrokerAccessDenied)):
+            await taking(publisher).take(1, 0.1)
+        worker = taking(consumer)
+        taken = []
+        for _ in range(50):
+            taken += await worker.take(1, 0.1)
+            if taken:
+                break
+        await worker.settle([j.id for j in taken])
+        await worker.close()
+        assert [j.id for j in taken] == [job.id]
+        assert await consumer.backlog("default") == 0
+    finally:
+        await publisher.close()
+        await consumer.close()
+        await store.close()

@@ -98,10 +98,14 @@ class Consumer(abc.ABC):
         (blocking consumers), or returns ``[]`` at once."""
 
     @abc.abstractmethod
-    async def settle(self, job_ids: Sequence[uuid.UUID]) -> None:
+    async def settle(
+        self, job_ids: Sequence[uuid.UUID], *, failed: Sequence[uuid.UUID] = ()
+    ) -> None:
         """Acknowledge the messages of these taken jobs: the store no longer needs them (the
         outcome is durable, the attempt was fenced off, or the job was handed back and
-        republished). Ids not taken through this consumer are ignored."""
+        republished). Ids not taken through this consumer are ignored. ``failed``: those of
+        ``job_ids`` whose written outcome is ``failed`` (dead-lettered in the store); a broker
+        with a dead-letter queue of its own moves their messages there."""
 
     def interrupt(self) -> None:  # noqa: B027 - only blocking consumers need it
         """Make a :meth:`take` that is waiting return now (the worker is stopping)."""
@@ -245,7 +249,20 @@ class MessageConsumer(Consumer):
             await self.ack(unclaimed)
         return jobs
 
-    async def settle(self, job_ids: Sequence[uuid.UUID]) -> None:
-        done = [d for job_id in job_ids for d in self._held.pop(job_id, ())]
+    async def settle(
+        self, job_ids: Sequence[uuid.UUID], *, failed: Sequence[uuid.UUID] = ()
+    ) -> None:
+        dead_ids = set(failed)
+        done: list[Delivery] = []
+        dead: list[Delivery] = []
+        for job_id in job_ids:
+            (dead if job_id in dead_ids else done).extend(self._held.pop(job_id, ()))
+        if dead:
+            await self.dead_letter(dead)
         if done:
             await self.ack(done)
+
+    async def dead_letter(self, deliveries: Sequence[Delivery]) -> None:
+        """Messages of jobs that failed for good. A broker with a dead-letter queue of its own
+        (RabbitMQ) moves them there; by default they are acknowledged like any other."""
+        await self.ack(deliveries)

@@ -8,9 +8,10 @@ Topology (every name starts with the broker's ``prefix``, ``offload`` unless con
   that name. Whoever first publishes to (or consumes from) an offload queue declares it, so a
   message never meets an unbound routing key.
 - ``<prefix>.dead``: a fanout dead-letter exchange and a quorum queue of the same name (capped,
-  oldest dropped first). Messages that are not offload messages go there instead of being
-  dropped, and so do the messages of jobs that failed for good, so RabbitMQ tooling sees dead
-  letters too. The store's dead-letter list stays the one that counts (replay goes through it).
+  oldest dropped first). The messages of jobs that failed for good are rejected into it once
+  the failure is written, so RabbitMQ tooling sees dead letters too, and so are messages that
+  are not offload messages. The store's dead-letter list stays the one that counts (replay
+  goes through it; a replayed job's old message stays in ``<prefix>.dead``).
 
 A worker's consumer sets ``prefetch_count`` to the worker's capacity: RabbitMQ never hands one
 worker more unacknowledged messages than it can hold. A message is acknowledged only once the
@@ -34,9 +35,9 @@ import contextlib
 import heapq
 import itertools
 import logging
-import time
+import uuid
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aio_pika
 import aiormq
@@ -64,6 +65,9 @@ names: RabbitMQ has no AMQP call that lists queues."""
 
 PUBLISH_TIMEOUT = 10.0
 """Seconds to wait for a publisher confirm before calling the broker unavailable."""
+
+_SETTLE_ROUNDS = 3
+"""Event-loop turns a receive waits for deliveries already read from the socket."""
 
 _ERRORS = (aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError, OSError, TimeoutError)
 _REFUSALS = (
@@ -253,6 +257,8 @@ class RabbitBroker(Broker):
             {m.queue for m, c in zip(messages, confirms, strict=True) if _returned(c)}
         )
         if unroutable:
+            # Declared once but gone (deleted by hand?): declare again on the next publish.
+            self._declared.difference_update(unroutable)
             raise BrokerUnavailable(
                 f"RabbitMQ has no queue yet for {', '.join(unroutable)}: a worker for it "
                 "declares it when it starts"
@@ -301,8 +307,8 @@ class RabbitBroker(Broker):
     async def check(self, role: str, queues: Sequence[str] | None = None) -> None:
         """Prove this identity can do its job, or raise :class:`BrokerUnavailable` saying what
         RabbitMQ refused. ``publish``: a confirmed publish to the jobs exchange (routed
-        nowhere, so dropped). ``consume``: declare and consume ``queues`` (``default`` when
-        every queue) and the dead-letter queue, then cancel."""
+        nowhere, so dropped). ``consume``: declare the dead-letter queue, declare and consume
+        ``queues`` (every queue: a temporary exclusive queue under the prefix), then cancel."""
         conn = self._connection()
         channel = await conn.channel(publisher_confirms=True)
         try:
@@ -312,8 +318,19 @@ class RabbitBroker(Broker):
                 await exchange.publish(probe, f"{self.names.prefix}.probe", mandatory=False)
             elif role == "consume":
                 await self.declare_dead_letters(channel)
-                for name in queues or ["default"]:
-                    queue = await self.declare_queue(channel, name)
+                if queues:
+                    probes = [await self.declare_queue(channel, name) for name in queues]
+                else:
+                    # A worker of every queue: prove the rights on a queue of our own that
+                    # RabbitMQ deletes with this channel, rather than create a real one.
+                    probes = [
+                        await channel.declare_queue(
+                            f"{self.names.prefix}.q.probe-{uuid.uuid4().hex[:12]}",
+                            exclusive=True,
+                            auto_delete=True,
+                        )
+                    ]
+                for queue in probes:
                     tag = await queue.consume(_drop, no_ack=False)
                     await queue.cancel(tag)
             else:
@@ -332,10 +349,12 @@ class RabbitBroker(Broker):
                 await channel.close()
 
     async def destroy(self) -> None:
-        """Delete the queues declared through this broker and the two exchanges."""
+        """Delete the dead-letter queue, the queues declared through this broker, and the two
+        exchanges. Queues only other processes declared are left (their names are unknown
+        here: RabbitMQ cannot list queues over AMQP)."""
         channel = await self._connection().channel()
         try:
-            for name in sorted(self._created):
+            for name in sorted(self._created | {self.names.dead}):
                 await channel.queue_delete(name)
             for name in (self.names.exchange, self.names.dead):
                 await channel.exchange_delete(name)
@@ -370,9 +389,12 @@ class RabbitConsumer(MessageConsumer):
         self._buffer: list[tuple[int, int, AbstractIncomingMessage, Message]] = []
         self._order = itertools.count()
         self._arrived = asyncio.Event()
-        self._discovered_at = 0.0
+        self._discovering: asyncio.Task[None] | None = None
+        self._unacked: dict[Any, set[int]] = {}
+        """Delivery tags received and not acknowledged yet, per (underlying) channel."""
 
-    async def _start(self) -> AbstractChannel:
+    async def _start(self) -> None:
+        """Open the channel and consume (again after a failure: each step is idempotent)."""
         if self._channel is None:
             channel = await self.broker._connection().channel()
             await channel.set_qos(prefetch_count=self.capacity)
@@ -380,10 +402,21 @@ class RabbitConsumer(MessageConsumer):
             self._channel = channel
         if self.queues is not None:
             await self._consume(self.queues)
-        elif time.monotonic() - self._discovered_at > DISCOVER_INTERVAL:
-            self._discovered_at = time.monotonic()
-            await self._consume([q.name for q in await self.store.queue_list()])
-        return self._channel
+        elif self._discovering is None:
+            await self._discover()
+            self._discovering = asyncio.create_task(self._discover_forever())
+
+    async def _discover(self) -> None:
+        await self._consume([q.name for q in await self.store.queue_list()])
+
+    async def _discover_forever(self) -> None:
+        """Off the take path: a slow store query must not delay a delivery."""
+        while True:
+            await asyncio.sleep(DISCOVER_INTERVAL)
+            try:
+                await self._discover()
+            except Exception as exc:
+                log.warning("looking for new queues failed (%s); trying again", exc)
 
     async def _consume(self, names: Sequence[str]) -> None:
         assert self._channel is not None
@@ -403,6 +436,7 @@ class RabbitConsumer(MessageConsumer):
                 await incoming.reject(requeue=False)
             return
         heapq.heappush(self._buffer, (-message.priority, next(self._order), incoming, message))
+        self._unacked.setdefault(incoming.channel, set()).add(incoming.delivery_tag or 0)
         self._arrived.set()
 
     async def receive(self, limit: int, wait: float) -> list[Delivery]:
@@ -416,6 +450,12 @@ class RabbitConsumer(MessageConsumer):
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), wait)
+        # Deliveries read in the same socket read are dispatched one task each: let them land,
+        # so one store claim covers the whole burst instead of its first message.
+        for _ in range(_SETTLE_ROUNDS):
+            if len(self._buffer) >= limit:
+                break
+            await asyncio.sleep(0)
         taken: list[Delivery] = []
         while self._buffer and len(taken) < limit:
             _, _, incoming, message = heapq.heappop(self._buffer)
@@ -423,17 +463,50 @@ class RabbitConsumer(MessageConsumer):
         return taken
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge with as few frames as possible: the tags below the oldest delivery still
+        held go in one ``multiple`` ack; the others one by one."""
+        by_channel: dict[Any, set[int]] = {}
         for delivery in deliveries:
             incoming: AbstractIncomingMessage = delivery.tag
-            # After a reconnect the copy's channel is gone: RabbitMQ has requeued it already and
-            # the store fences the copy it delivers again.
+            by_channel.setdefault(incoming.channel, set()).add(incoming.delivery_tag or 0)
+        for channel, tags in by_channel.items():
+            unacked = self._unacked.get(channel, set())
+            unacked -= tags
+            if channel.is_closed:
+                # The connection broke after these arrived: RabbitMQ has requeued them already
+                # and the store fences the copies it delivers again.
+                self._unacked.pop(channel, None)
+                continue
+            oldest_held = min(unacked, default=None)
+            below = [t for t in tags if oldest_held is None or t < oldest_held]
+            rest = [t for t in tags if oldest_held is not None and t > oldest_held]
             with contextlib.suppress(*_ERRORS):
-                await incoming.ack()
+                if below:
+                    await channel.basic_ack(max(below), multiple=True)
+                for tag in rest:
+                    await channel.basic_ack(tag)
+
+    async def dead_letter(self, deliveries: Sequence[Delivery]) -> None:
+        """Reject without requeue: the quorum queue moves the message to ``<prefix>.dead``.
+        Rejected before any ``multiple`` ack that would otherwise cover its tag."""
+        for delivery in deliveries:
+            incoming: AbstractIncomingMessage = delivery.tag
+            channel = incoming.channel
+            self._unacked.get(channel, set()).discard(incoming.delivery_tag or 0)
+            if channel.is_closed:
+                continue
+            with contextlib.suppress(*_ERRORS):
+                await channel.basic_reject(incoming.delivery_tag or 0, requeue=False)
 
     async def close(self) -> None:
+        if self._discovering is not None:
+            self._discovering.cancel()
+            await asyncio.gather(self._discovering, return_exceptions=True)
+            self._discovering = None
         channel, self._channel = self._channel, None
         self._consuming.clear()
         self._buffer.clear()
+        self._unacked.clear()
         if channel is not None:
             with contextlib.suppress(*_ERRORS):
                 await channel.close()

@@ -46,7 +46,9 @@ class TableConsumer(Consumer):
             lease_seconds=self.lease_seconds,
         )
 
-    async def settle(self, job_ids: Sequence[uuid.UUID]) -> None:
+    async def settle(
+        self, job_ids: Sequence[uuid.UUID], *, failed: Sequence[uuid.UUID] = ()
+    ) -> None:
         return None
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from ..store import EventFilter, Store
 from .bus import EventHub
-from .payload import TERMINAL_EVENT_TYPES, event_data, is_public
+from .payload import event_data, is_public
 
-FOLLOW_UPS = (0.01, 0.03, 0.1, 0.3, 1.0)
+FOLLOW_UPS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0)
 """Re-reads after a wake-up that found nothing new in the global feed: PostgreSQL holds an
 event back while any older transaction is still open, and nobody announces that ending."""
 
@@ -36,23 +36,18 @@ async def follow_job(
     latest state (a replayed job goes on), or when the job is gone."""
     with hub.watch(job_id) as watch:
         while True:
+            # The log, then the row: a row newer than the events read means more are coming,
+            # and their wake-up is already pending on the watch (taken before the first read).
             events = await store.job_events(job_id, after)
-            if events:
-                job = await store.job_get(job_id)
-                if job is None:
-                    return
-                last_type = None
-                for event in events:
-                    after = event.seq
-                    if is_public(event):
-                        last_type = event.type
-                        yield Item(str(event.seq), event.type, event_data(job, event))
-                if last_type in TERMINAL_EVENT_TYPES and job.is_terminal and after >= job.event_seq:
-                    return
-                continue  # read again at once: more may have come meanwhile
             job = await store.job_get(job_id)
-            if job is None or (job.is_terminal and after >= job.event_seq):
-                return  # resumed after the end (or gone): nothing more will come
+            if job is None:
+                return
+            for event in events:
+                after = event.seq
+                if is_public(event):
+                    yield Item(str(event.seq), event.type, event_data(job, event))
+            if job.is_terminal and after >= job.event_seq:
+                return  # its end was sent (now or before a resume): nothing more will come
             if not await watch.wait(heartbeat):
                 yield None
 

@@ -306,7 +306,8 @@ class Worker:
         for outcome in batch:
             if outcome.status is JobStatus.RETRYING:
                 loop.call_later(outcome.retry_delay, self._wake.set)
-        await self._settle([o.job_id for o in batch])
+        dead = set(written) & {o.job_id for o in batch if o.status is JobStatus.FAILED}
+        await self._settle([o.job_id for o in batch], failed=list(dead))
         if len(written) < len(batch):
             fenced = {o.job_id for o in batch} - set(written)
             log.warning(
@@ -315,14 +316,15 @@ class Worker:
                 ", ".join(map(str, sorted(fenced))),
             )
 
-    async def _settle(self, job_ids: list[uuid.UUID]) -> None:
-        """Acknowledge the broker messages of jobs the store no longer needs them for. A failed
+    async def _settle(self, job_ids: list[uuid.UUID], *, failed: Sequence[uuid.UUID] = ()) -> None:
+        """Acknowledge the broker messages of jobs the store no longer needs them for (those
+        that ``failed`` for good go to the broker's dead letters, where it has them). A failed
         ack only means the message comes back; its claim will find nothing to run."""
         consumer = self._consumer
         if consumer is None or not consumer.acks or not job_ids:
             return
         try:
-            await consumer.settle(job_ids)
+            await consumer.settle(job_ids, failed=failed)
         except Exception as exc:
             log.warning("acknowledging %d messages failed (%s)", len(job_ids), exc)
 
