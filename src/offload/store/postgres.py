@@ -52,6 +52,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _initial_status(job: NewJob) -> str:
+    return JobStatus.SCHEDULED.value if job.delay > 0 else JobStatus.QUEUED.value
+
+
 def _jsonb_encode(value: Any) -> bytes:
     # jsonb's binary format: version 1, then the text. orjson because this runs for every
     # input, checkpoint and result on the hot paths, about ten times faster than json.dumps.
@@ -94,7 +98,7 @@ class PostgresStore(Store, PostgresNotify):
         self._claim_lock = asyncio.Lock()
         self._cancel_callbacks: list[Callable[[uuid.UUID], None]] = []
         lanes = max(1, max_size // 4)
-        self._inserts = Batcher(self._insert_rows, lanes=lanes)
+        self._inserts = Batcher(self._insert_batch, lanes=lanes)
         self._reads = Batcher(self._get_rows, lanes=lanes)
         """Concurrent key-less submits, and concurrent reads of one job, share statements
         (a busy API); each on a quarter of the pool at most, so other work finds a
@@ -183,26 +187,6 @@ class PostgresStore(Store, PostgresNotify):
 
     # -- submitting --------------------------------------------------------------------------
 
-    @property
-    def _insert_query(self) -> str:
-        return Q["job_insert_outbox"] if self.outbox else Q["job_insert"]
-
-    def _insert_args(self, job: NewJob) -> tuple[Any, ...]:
-        status = JobStatus.SCHEDULED if job.delay > 0 else JobStatus.QUEUED
-        return (
-            job.id,
-            job.type,
-            job.queue,
-            job.priority,
-            status.value,
-            job.input,
-            job.max_attempts,
-            max(job.delay, 0.0),
-            job.owner,
-            job.idempotency_key,
-            job.trace_context,
-        )
-
     async def job_insert(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         if job.idempotency_key is None and not job.notify:
             return await self._inserts.submit(job), True
@@ -211,30 +195,40 @@ class PostgresStore(Store, PostgresNotify):
             self._events_written([job.id])  # after the commit, never before
         return inserted, created
 
-    async def _insert_rows(self, jobs: Sequence[NewJob]) -> list[Job]:
-        """One statement for key-less submits that arrived together (:attr:`_inserts`)."""
-        columns = [self._insert_args(job) for job in jobs]
-        (ids, types, queues, priorities, statuses, inputs, attempts, delays, owners, _, traces) = (
-            list(column) for column in zip(*columns, strict=True)
-        )
-        rows = await self.pool.fetch(
-            Q["job_insert_rows"],
-            ids, types, queues, priorities, statuses,
-            [orjson.dumps(i).decode() for i in inputs],
-            attempts, delays, owners,
-            [None if t is None else orjson.dumps(t).decode() for t in traces],
+    async def _insert_batch(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Key-less submits that arrived together (:attr:`_inserts`): one statement."""
+        inserted = await self._insert_rows(self.pool, jobs)
+        self._events_written([job.id for job in jobs])
+        return inserted
+
+    async def _insert_rows(
+        self, db: asyncpg.Pool | asyncpg.Connection, jobs: Sequence[NewJob]
+    ) -> list[Job]:
+        rows = await db.fetch(
+            Q["job_insert"],
+            [job.id for job in jobs],
+            [job.type for job in jobs],
+            [job.queue for job in jobs],
+            [job.priority for job in jobs],
+            [_initial_status(job) for job in jobs],
+            [orjson.dumps(job.input).decode() for job in jobs],
+            [job.max_attempts for job in jobs],
+            [max(job.delay, 0.0) for job in jobs],
+            [job.owner for job in jobs],
+            [job.idempotency_key for job in jobs],
+            [None if job.trace_context is None else orjson.dumps(job.trace_context).decode()
+             for job in jobs],
             self.outbox,
         )  # fmt: skip
-        self._events_written(ids)
         by_id = {row["id"]: Job.from_row(row) for row in rows}
-        return [by_id[job_id] for job_id in ids]
+        return [by_id[job.id] for job in jobs]
 
     async def _insert_keyed(self, job: NewJob, idempotency_ttl: float) -> tuple[Job, bool]:
         async with self.pool.acquire() as conn, conn.transaction():
             if job.idempotency_key is None:  # notify targets: a second row, one transaction
-                row = await conn.fetchrow(self._insert_query, *self._insert_args(job))
+                [inserted] = await self._insert_rows(conn, [job])
                 await insert_job_notify(conn, job.id, job.notify)  # type: ignore[arg-type]
-                return Job.from_row(row), True
+                return inserted, True
             # Concurrent inserts with one key block on the key's unique index until the first
             # commits; then exactly one of them owns the key.
             owned = await conn.fetchval(
@@ -246,10 +240,10 @@ class PostgresStore(Store, PostgresNotify):
                 idempotency_ttl,
             )
             if owned is not None:
-                row = await conn.fetchrow(self._insert_query, *self._insert_args(job))
+                [inserted] = await self._insert_rows(conn, [job])
                 if job.notify:
                     await insert_job_notify(conn, job.id, job.notify)
-                return Job.from_row(row), True
+                return inserted, True
             existing = await conn.fetchrow(Q["idempotency_get"], job.owner, job.idempotency_key)
             if existing["request_hash"] != job.request_hash:
                 raise IdempotencyConflict(

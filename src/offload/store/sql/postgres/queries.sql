@@ -1,59 +1,30 @@
 -- Placeholders in braces are state lists from offload.states; literal braces are doubled.
 
 -- name: job_insert
+-- New jobs, one or many (the store batches concurrent key-less submits into one statement);
+-- inputs and trace contexts as JSON text (an array of jsonb cannot carry arrays).
+-- $12: a message broker is configured: an outbox row for each queued job instead of a NOTIFY
+-- (workers hear of the job from the broker).
 WITH job AS (
     INSERT INTO offload_jobs (id, type, queue, priority, status, input, max_attempts, run_at,
                               owner, idempotency_key, trace_context, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8), $9, $10,
-            $11::jsonb, now(), now())
-    RETURNING *
-), event AS (
-    INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
-    SELECT id, 1, 'job.' || status, status, 0, NULL, created_at FROM job
-)
-SELECT job.*, CASE WHEN job.status = 'queued' THEN pg_notify('offload_jobs', job.queue) END
-FROM job
-
--- name: job_insert_outbox
--- job_insert with a message broker: the outbox row in the same statement, no NOTIFY (workers
--- hear of the job from the broker).
-WITH job AS (
-    INSERT INTO offload_jobs (id, type, queue, priority, status, input, max_attempts, run_at,
-                              owner, idempotency_key, trace_context, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8), $9, $10,
-            $11::jsonb, now(), now())
-    RETURNING *
-), event AS (
-    INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
-    SELECT id, 1, 'job.' || status, status, 0, NULL, created_at FROM job
-), outbox AS (
-    INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
-    SELECT id, 1, queue, priority, created_at FROM job WHERE status = 'queued'
-)
-SELECT * FROM job
-
--- name: job_insert_rows
--- Key-less submits that arrived together, in one statement (the store batches concurrent
--- ones); inputs and trace contexts as JSON text (an array of jsonb cannot carry arrays).
--- $11: a message broker is configured (outbox rows instead of NOTIFY, as job_insert_outbox).
-WITH job AS (
-    INSERT INTO offload_jobs (id, type, queue, priority, status, input, max_attempts, run_at,
-                              owner, trace_context, created_at, updated_at)
     SELECT r.id, r.type, r.queue, r.priority, r.status, r.input::jsonb, r.max_attempts,
-           now() + make_interval(secs => r.delay), r.owner, r.trace_context::jsonb, now(), now()
+           now() + make_interval(secs => r.delay), r.owner, r.idempotency_key,
+           r.trace_context::jsonb, now(), now()
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::int[],
-                $8::float8[], $9::text[], $10::text[])
-         AS r(id, type, queue, priority, status, input, max_attempts, delay, owner, trace_context)
+                $8::float8[], $9::text[], $10::text[], $11::text[])
+         AS r(id, type, queue, priority, status, input, max_attempts, delay, owner,
+              idempotency_key, trace_context)
     RETURNING *
 ), event AS (
     INSERT INTO offload_job_events (job_id, seq, type, status, attempt, data, created_at)
     SELECT id, 1, 'job.' || status, status, 0, NULL, created_at FROM job
 ), outbox AS (
     INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
-    SELECT id, 1, queue, priority, created_at FROM job WHERE $11::boolean AND status = 'queued'
+    SELECT id, 1, queue, priority, created_at FROM job WHERE $12::boolean AND status = 'queued'
 )
 SELECT job.*,
-       CASE WHEN NOT $11::boolean AND job.status = 'queued'
+       CASE WHEN NOT $12::boolean AND job.status = 'queued'
             THEN pg_notify('offload_jobs', job.queue) END
 FROM job
 
