@@ -103,6 +103,23 @@ def test_submit_wait_follows_the_job_to_its_result(
     assert "succeeded" in result.stdout and '"steps": 3' in result.stdout
 
 
+def test_watch_follows_a_job_on_the_store_to_its_end(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    payload = json.dumps({"steps": 3, "log": str(tmp_path / "w.log"), "step_seconds": 0.1})
+    job_id = run_cli("submit", "chaos.count", "--input", payload, env=env).stdout.strip()
+    workers = WorkerProcesses(database_url, tmp_path, lease_seconds=5)
+    workers.start()
+    try:
+        result = run_cli("watch", job_id, env=env)
+    finally:
+        workers.stop_all()
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stdout and job_id in result.stdout
+    missing = run_cli("watch", "0190b4a5-0000-7000-8000-000000000000", env=env)
+    assert missing.returncode == 1 and "no job" in missing.stderr
+
+
 def test_dead_letters_are_listed_shown_and_replayed(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:

@@ -363,3 +363,21 @@ async def test_websocket_heartbeats_and_resume_of_all_events(
         assert json.loads(await ws.recv()) == {"subscribed": "all"}
         rest, _ = await ws_read(ws, 2)
     assert [m["id"] for m in rest] == [m["id"] for m in received[1:]]
+
+
+async def test_the_global_stream_filters_by_job_type_and_queue(api: Api) -> None:
+    opened = {"type": asyncio.Event(), "queue": asyncio.Event()}
+    by_type = asyncio.create_task(
+        read_sse(api, "/v1/events?type=api.echo", stop_after=1, on_open=opened["type"])
+    )
+    by_queue = asyncio.create_task(
+        read_sse(
+            api, "/v1/events?queue=slow&event=job.queued", stop_after=1, on_open=opened["queue"]
+        )
+    )
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened.values())), 30)
+    slow = await submit(api)  # api.slow in queue "slow"; no worker: only job.queued happens
+    echo = await submit(api, type="api.echo", input={"text": "x"})
+    (echoes, _), (slows, _) = await asyncio.wait_for(asyncio.gather(by_type, by_queue), 30)
+    assert [(e.event, e.json()["id"]) for e in echoes] == [("job.queued", echo)]
+    assert [(e.event, e.json()["id"]) for e in slows] == [("job.queued", slow)]
