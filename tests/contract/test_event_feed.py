@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from offload.jobs import JobStatus
-from offload.store import EventFilter, FeedEvent, Outcome, Store
+from offload.store import EventFilter, FeedEvent, Lease, Outcome, Store
 from tests.conftest import wait_until
 from tests.contract.helpers import claim_one, insert, new_job
 
@@ -190,3 +190,57 @@ async def test_each_event_carries_the_job_as_of_that_event(store: Store) -> None
     assert progress["progress"] == {"percent": 40.0, "message": "reading"}
     assert done["status"] == "succeeded" and done["result"] == {"n": 2}
     assert done["finished_at"] is not None and done["progress"]["percent"] == 100
+
+
+async def test_every_write_that_logs_events_announces_its_jobs(store: Store) -> None:
+    """The event bus hears of every committed event: each writing method names its jobs."""
+    heard: list[set[uuid.UUID]] = []
+    store.on_events_written(lambda ids: heard.append(set(ids)))
+
+    async def announced(step: Any) -> set[uuid.UUID]:
+        heard.clear()
+        await step
+        return set().union(*heard)
+
+    a = new_job()
+    assert await announced(store.job_insert(a, 60)) == {a.id}
+    keyed = new_job(idempotency_key="k", request_hash="h")
+    assert await announced(store.job_insert(keyed, 60)) == {keyed.id}
+    assert await announced(store.job_insert(keyed, 60)) == set()  # nothing new written
+    many = [new_job() for _ in range(3)]
+    assert await announced(store.job_insert_many(many)) == {j.id for j in many}
+    claimed = await store.job_claim(
+        types=["test.job"], queues=None, limit=2, worker_id="w", lease_seconds=30
+    )
+    assert heard and set().union(*heard) >= {j.id for j in claimed}
+    one, two = claimed
+    progress = store.job_progress(one.id, one.attempt, 10.0, None, "w")
+    assert await announced(progress) == {one.id}
+    finish = store.job_finish_many([Outcome(one.id, one.attempt, JobStatus.FAILED, error_code="x")])
+    assert await announced(finish) == {one.id}
+    assert await announced(store.job_replay(one.id, None, 1, "admin")) == {one.id}
+    assert await announced(store.job_release(Lease(two.id, two.attempt, "w"), "stop")) == {two.id}
+    assert await announced(store.job_cancel(two.id, "admin")) == {two.id}
+    [three] = await store.job_claim_ids(
+        [many[0].id], types=["test.job"], worker_id="w", lease_seconds=30
+    )
+    assert three.id == many[0].id
+    assert await announced(store.job_cancel(three.id, "admin")) == {three.id}  # a request
+    dead = Outcome(three.id, three.attempt, JobStatus.FAILED, error_code="x", worker_id="w")
+    await store.job_finish_many([dead])
+    assert await announced(store.job_discard(three.id, "admin")) == {three.id}
+    # Lease expiry and delayed jobs coming due, both done by the maintenance calls.
+    [four] = await store.job_claim_ids(
+        [many[1].id], types=["test.job"], worker_id="w", lease_seconds=0.01
+    )
+    later = new_job(delay=0.01)
+    await store.job_insert(later, 60)
+
+    async def reaped() -> bool:
+        return await announced(store.jobs_reap_expired()) == {four.id}
+
+    async def promoted() -> bool:
+        return later.id in await announced(store.jobs_promote_due())
+
+    await wait_until(reaped, timeout=10)
+    await wait_until(promoted, timeout=10)
