@@ -227,6 +227,7 @@ def serve_processes(database_url: str, tmp_path: Path) -> Iterator[Callable[[], 
         asyncio.run(wait_until(_async(ready)))
         return Api(url, database_url, keys, ids)
 
+    start.procs = procs  # type: ignore[attr-defined]
     yield start
     for proc in procs:
         if proc.poll() is None:
@@ -381,3 +382,23 @@ async def test_the_global_stream_filters_by_job_type_and_queue(api: Api) -> None
     (echoes, _), (slows, _) = await asyncio.wait_for(asyncio.gather(by_type, by_queue), 30)
     assert [(e.event, e.json()["id"]) for e in echoes] == [("job.queued", echo)]
     assert [(e.event, e.json()["id"]) for e in slows] == [("job.queued", slow)]
+
+
+def test_a_stopping_server_ends_its_streams_instead_of_hanging(
+    serve_processes: Callable[[], Api],
+) -> None:
+    """uvicorn waits for every response before it exits; SIGTERM ends the event streams."""
+    api = serve_processes()
+    proc = serve_processes.procs[-1]  # type: ignore[attr-defined]
+
+    async def stop_while_streaming() -> bool:
+        opened = asyncio.Event()
+        stream = asyncio.create_task(read_sse(api, "/v1/events", "viewer", on_open=opened))
+        await asyncio.wait_for(opened.wait(), 30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, ended = await asyncio.wait_for(stream, 20)
+        return ended
+
+    assert asyncio.run(stop_while_streaming())  # the server closed the stream itself
+    # uvicorn re-raises the signal it handled once it has shut down cleanly.
+    assert proc.wait(timeout=20) in (0, -signal.SIGTERM)

@@ -9,9 +9,13 @@ they cut the server's own cost per request by about half.
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from typing import Any
 
 from fastapi import FastAPI
 
+from ..events.bus import end_all_streams
 from ..loader import load_app
 from ..runtime import freeze_startup_objects
 from .app import create_app
@@ -21,8 +25,26 @@ def app_from_env() -> FastAPI:
     """The API for ``OFFLOAD_APP`` (MODULE:ATTR); uvicorn calls this in each process."""
     inline = int(os.environ.get("OFFLOAD_INLINE_WORKERS", "0"))
     api = create_app(load_app(os.environ["OFFLOAD_APP"]), inline_workers=inline)
+    _end_streams_on_stop()
     freeze_startup_objects()
     return api
+
+
+def _end_streams_on_stop() -> None:
+    """uvicorn stops only when every response has finished, and an event stream never does:
+    on SIGINT/SIGTERM end them first, then run uvicorn's own handler (installed before the
+    app is built, in this same process)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            end_all_streams()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
 
 
 def serve(

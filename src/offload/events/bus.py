@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -117,8 +118,13 @@ class EventHub:
         self._everything: set[Watch] = set()
         self._stop: Callable[[], Awaitable[None]] | None = None
         self._starting: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ending = False
+        """The server is stopping: every stream of this process ends at its next wake-up."""
+        _HUBS.add(self)
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
@@ -163,6 +169,22 @@ class EventHub:
 
     def wake_all(self) -> None:
         self.announce(EVERYTHING)
+
+    def end_streams(self) -> None:
+        self.ending = True
+        self.wake_all()
+
+
+_HUBS: weakref.WeakSet[EventHub] = weakref.WeakSet()
+
+
+def end_all_streams() -> None:
+    """End every event stream of this process (the server is stopping: a stream never ends by
+    itself, and uvicorn waits for every response). Clients resume elsewhere with
+    ``Last-Event-ID``. Safe to call from a signal handler or another thread."""
+    for hub in list(_HUBS):
+        if hub._loop is not None and not hub._loop.is_closed():
+            hub._loop.call_soon_threadsafe(hub.end_streams)
 
 
 # -- transports --------------------------------------------------------------------------------

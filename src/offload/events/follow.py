@@ -48,6 +48,8 @@ async def follow_job(
                     yield Item(str(event.seq), event.type, event_data(job, event))
             if job.is_terminal and after >= job.event_seq:
                 return  # its end was sent (now or before a resume): nothing more will come
+            if hub.ending:
+                return
             if not await watch.wait(heartbeat):
                 yield None
 
@@ -66,7 +68,7 @@ async def follow_feed(
         if cursor is None:
             cursor = await store.events_head()
         follow_ups: list[float] = []
-        while True:
+        while not hub.ending:
             found = await store.events_after(cursor, where, limit=page)
             cursor = found.cursor
             for fe in found.events:
