@@ -391,14 +391,21 @@ def test_a_stopping_server_ends_its_streams_instead_of_hanging(
     api = serve_processes()
     proc = serve_processes.procs[-1]  # type: ignore[attr-defined]
 
-    async def stop_while_streaming() -> bool:
+    async def stop_while_streaming() -> tuple[bool, int | None]:
         opened = asyncio.Event()
         stream = asyncio.create_task(read_sse(api, "/v1/events", "viewer", on_open=opened))
         await asyncio.wait_for(opened.wait(), 30)
-        os.killpg(proc.pid, signal.SIGTERM)
+        async with websockets.connect(ws_url(api, api.keys["viewer"])) as ws:
+            await ws.send(json.dumps({"subscribe": "all"}))
+            assert json.loads(await ws.recv()) == {"subscribed": "all"}
+            os.killpg(proc.pid, signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 20)
         _, ended = await asyncio.wait_for(stream, 20)
-        return ended
+        return ended, closed.value.rcvd.code if closed.value.rcvd else None
 
-    assert asyncio.run(stop_while_streaming())  # the server closed the stream itself
+    ended, ws_code = asyncio.run(stop_while_streaming())
+    assert ended  # the server closed the SSE stream itself
+    assert ws_code == 1012  # "service restart": resume elsewhere
     # uvicorn re-raises the signal it handled once it has shut down cleanly.
     assert proc.wait(timeout=20) in (0, -signal.SIGTERM)

@@ -182,7 +182,8 @@ async def websocket_session(state: ApiState, ws: WebSocket, token: str | None) -
     ``{"subscribe": "all", "after": "<cursor>", "type": [...], "event": [...], "queue": [...]}``
     (``after`` optional: a job replays from its start, "all" starts now). The server answers
     ``{"subscribed": "job" | "all"}``, then sends ``{"id", "event", "data"}`` per event,
-    ``{"heartbeat": true}`` when idle, and closes (1000) after a job's terminal event.
+    ``{"heartbeat": true}`` when idle, and closes (1000) after a job's terminal event (1012
+    when the server is stopping: resume elsewhere with ``after``).
     Errors: ``{"error": {"status", "code", "detail"}}`` then close 4400/4401/4404."""
     authorization = ws.headers.get("authorization") or (f"Bearer {token}" if token else None)
     try:
@@ -221,8 +222,10 @@ async def websocket_session(state: ApiState, ws: WebSocket, token: str | None) -
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     if sender in done and sender.exception() is None:
+        # 1000: the job ended; 1012 (service restart): the server is stopping, resume elsewhere.
+        stopping = (await state.offload.event_hub()).ending
         with contextlib.suppress(Exception):
-            await ws.close(1000)
+            await ws.close(1012 if stopping else 1000)
 
 
 async def _until_closed(ws: WebSocket) -> None:
