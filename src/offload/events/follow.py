@@ -82,6 +82,7 @@ async def follow_feed(
                 await watch.wait(follow_ups.pop(0))
                 continue
             if await watch.wait(heartbeat):
-                follow_ups = list(FOLLOW_UPS)
+                # Only PostgreSQL holds events back (SQLite's feed is commit order at once).
+                follow_ups = list(FOLLOW_UPS) if store.supports_push else []
             else:
                 yield None
