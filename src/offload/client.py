@@ -17,13 +17,12 @@ answers is an RFC 9457 problem document, raised as :class:`ApiError` (or a subcl
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -31,6 +30,7 @@ import httpx
 from httpx_sse import aconnect_sse, connect_sse
 
 from .jobs import JobError, JobEvent, JobStatus, Progress
+from .retry import parse_retry_after
 
 __all__ = [
     "ApiError",
@@ -369,22 +369,6 @@ _ERRORS: dict[int, type[ApiError]] = {
     429: RateLimited,
     503: Unavailable,
 }
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` (RFC 9110): delay seconds or an HTTP date; seconds from now, or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def error_from_response(response: httpx.Response) -> ApiError:

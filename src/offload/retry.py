@@ -7,8 +7,10 @@ Before attempt n+1 (n = the attempt that just failed) a job waits a random time 
 
 from __future__ import annotations
 
+import email.utils
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 
 def backoff_ceiling(attempt: int, base: float, cap: float) -> float:
@@ -25,3 +27,19 @@ def backoff_delay(
 ) -> float:
     """A random wait in ``[0, backoff_ceiling(attempt, base, cap)]``; inject ``uniform`` to test."""
     return uniform(0.0, backoff_ceiling(attempt, base, cap))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` (RFC 9110): delay seconds or an HTTP date; seconds from now, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)

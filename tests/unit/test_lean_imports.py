@@ -20,3 +20,12 @@ def test_the_worker_supervisor_loads_no_job_machinery() -> None:
 def test_importing_offload_is_cheap_until_a_name_is_used() -> None:
     assert "pydantic" not in _loaded_after("import offload")
     assert "pydantic" in _loaded_after("from offload import Offload")
+
+
+def test_a_worker_and_its_dispatcher_load_no_http_or_smtp_client_until_they_send() -> None:
+    # httpx alone adds about 14 MB (it pulls rich, click and pygments); a worker that never
+    # sends a webhook or an email must not carry it.
+    loaded = _loaded_after(
+        "import offload.worker.worker, offload.worker.process, offload.notify.dispatcher"
+    )
+    assert not {"httpx", "aiosmtplib", "rich", "fastapi", "offload.client"} & loaded

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..app import Offload
 from ..events.payload import PUBLIC_EVENT_TYPES, TERMINAL_EVENT_TYPES, event_data
@@ -47,8 +47,11 @@ from ..store.notify import (
     Verdict,
     WebhookEndpoint,
 )
-from . import mail, signing, webhook
+from . import mail, signing
 from .ssrf import AllowList
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("offload.notify")
 
@@ -87,7 +90,8 @@ class Dispatcher:
         self._uniform = uniform
         self._stopping = asyncio.Event()
         self._due = asyncio.Event()
-        self._http = webhook.http_client()
+        self._http: httpx.AsyncClient | None = None
+        """Made at the first webhook: httpx is heavy, and most workers never send one."""
         self._lease = s.webhook_timeout + 30.0
         self._position: str | None = None
         """Where this dispatcher is in the feed while it holds the cursor's lease."""
@@ -117,7 +121,8 @@ class Dispatcher:
             except (TimeoutError, asyncio.CancelledError):
                 deliver.cancel()
             await asyncio.gather(tail, deliver, return_exceptions=True)
-            await self._http.aclose()
+            if self._http is not None:
+                await self._http.aclose()
             if self._position is not None:  # hand the feed over now, not when the lease ends
                 with contextlib.suppress(Exception):
                     await store.feed_cursor_release(CURSOR, self.holder)
@@ -284,6 +289,10 @@ class Dispatcher:
             secret = endpoint.secret
         else:
             secret = await store.tenant_secret(d.tenant, signing.new_secret())
+        from . import webhook
+
+        if self._http is None:
+            self._http = webhook.http_client()
         s = self.app.settings
         answer = await webhook.post(
             self._http,

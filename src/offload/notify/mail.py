@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import aiosmtplib
-
 from ..errors import NotifyTargetRefused
 
 MAX_ADDRESS = 254
@@ -112,6 +110,8 @@ def message(sender: str, to: str, msg_id: str, payload: str) -> email.message.Em
 
 
 async def send(smtp: SmtpSettings, to: str, msg_id: str, payload: str, timeout: float) -> Sent:
+    import aiosmtplib  # here, not at the top: only workers that send email load it
+
     started = time.perf_counter()
 
     def took() -> float:

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from .. import __version__
-from ..client import parse_retry_after
 from ..errors import NotifyTargetRefused
+from ..retry import parse_retry_after
 from . import signing
 from .ssrf import AllowList, IPAddress, Target, check_url
 
