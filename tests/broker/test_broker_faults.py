@@ -56,6 +56,7 @@ def workers(
             "OFFLOAD_BROKER_URL": f"{private_redis.url}?claim_idle=1",
             "OFFLOAD_BROKER_PREFIX": prefix,
             "OFFLOAD_RECONCILE_INTERVAL": "0.5",
+            "OFFLOAD_DISPATCH": "0",
         }
     )
     yield pool

@@ -35,6 +35,7 @@ async def make_app(
             "reap_interval": 0.1,
             "poll_interval": 0.01,
             "reconcile_interval": 0.3,
+            "dispatch": False,  # no webhooks here: keep the workers to the jobs
         }
         app = Offload(
             settings=Settings(

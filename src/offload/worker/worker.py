@@ -3,8 +3,10 @@ batches, keep leases alive, and drain on stop.
 
 Background duties are named, supervised side tasks sharing one lifecycle:
 ``heartbeat`` (renew leases, notice lost leases and cancel requests), ``maintenance`` (reap
-expired leases and promote due delayed jobs; safe to run in every worker at once) and
-``completer`` (write finished attempts in batches).
+expired leases and promote due delayed jobs; safe to run in every worker at once),
+``completer`` (write finished attempts in batches), and with a message broker ``acker``
+(acknowledge the messages of written outcomes) and ``reconciler`` (see
+:mod:`offload.broker.reconciler`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ class Worker:
         self._store: Store | None = None
         self._consumer: Consumer | None = None
         self._relay: Relay | None = None
+        self._unacked: list[uuid.UUID] = []
+        """Jobs whose outcome is written and whose messages the acker has yet to acknowledge."""
+        self._unacked_failed: list[uuid.UUID] = []
+        """Those of them that failed for good (a broker's own dead letters, where it has them)."""
+        self._ack_due = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once the worker is connected and claiming."""
 
@@ -128,6 +135,8 @@ class Worker:
             asyncio.create_task(self._supervised("heartbeat", self._heartbeat_forever)),
             asyncio.create_task(self._supervised("maintenance", self._maintain_forever)),
         ]
+        if consumer.acks:
+            side_tasks.append(asyncio.create_task(self._supervised("acker", self._ack_forever)))
         if self._relay is not None:
             reconciler = Reconciler(
                 store, broker, self._relay, interval=self.app.settings.reconcile_interval
@@ -164,6 +173,7 @@ class Worker:
                 await asyncio.wait_for(completer, self._lease)
             except TimeoutError:
                 log.error("could not write the last outcomes; their jobs will be retried")
+            await self._settle_unacked()
             self._threads.shutdown(wait=False, cancel_futures=True)
             await consumer.close()
             log.info("worker %s stopped", self.worker_id)
@@ -306,8 +316,12 @@ class Worker:
         for outcome in batch:
             if outcome.status is JobStatus.RETRYING:
                 loop.call_later(outcome.retry_delay, self._wake.set)
-        dead = set(written) & {o.job_id for o in batch if o.status is JobStatus.FAILED}
-        await self._settle([o.job_id for o in batch], failed=list(dead))
+        if self._consumer is not None and self._consumer.acks:
+            # Acknowledged by the acker, so the next batch of outcomes need not wait for it.
+            dead = set(written) & {o.job_id for o in batch if o.status is JobStatus.FAILED}
+            self._unacked.extend(o.job_id for o in batch)
+            self._unacked_failed.extend(dead)
+            self._ack_due.set()
         if len(written) < len(batch):
             fenced = {o.job_id for o in batch} - set(written)
             log.warning(
@@ -315,6 +329,18 @@ class Worker:
                 len(fenced),
                 ", ".join(map(str, sorted(fenced))),
             )
+
+    async def _ack_forever(self) -> None:
+        """Acknowledge the messages of written outcomes: everything pending at each wake-up."""
+        while True:
+            await self._ack_due.wait()
+            self._ack_due.clear()
+            await self._settle_unacked()
+
+    async def _settle_unacked(self) -> None:
+        unacked, self._unacked = self._unacked, []
+        failed, self._unacked_failed = self._unacked_failed, []
+        await self._settle(unacked, failed=failed)
 
     async def _settle(self, job_ids: list[uuid.UUID], *, failed: Sequence[uuid.UUID] = ()) -> None:
         """Acknowledge the broker messages of jobs the store no longer needs them for (those
