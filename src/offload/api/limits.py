@@ -4,6 +4,7 @@ where retrying later can succeed."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -54,8 +55,10 @@ class QueueLimiter:
 
     The depth is read from the store at most every ``cache_seconds`` per queue, and this
     process's own accepted submits are added in between, so admission costs no query per
-    submit. Under concurrent submits from several processes a queue may pass its limit by
-    about the number of submits in flight.
+    submit. When the reading is due, one request refreshes it while the others go on with the
+    last one: a busy API must not send a herd of counts that take every connection at once.
+    Under concurrent submits from several processes a queue may pass its limit by about the
+    number of submits in flight.
     """
 
     def __init__(
@@ -65,18 +68,12 @@ class QueueLimiter:
         self._ttl = cache_seconds
         self._clock = clock
         self._depth: dict[str, tuple[int, float]] = {}
+        self._refreshing: dict[str, asyncio.Task[int]] = {}
 
     async def admit(self, store: Store, queue: str, retry_after: int) -> None:
         if self.limit <= 0:
             return
-        now = self._clock()
-        cached = self._depth.get(queue)
-        if cached is None or cached[1] <= now:
-            depth = await store.queue_depth(queue)
-            self._depth[queue] = (depth, now + self._ttl)
-        else:
-            depth = cached[0]
-        if depth >= self.limit:
+        if await self._depth_of(store, queue) >= self.limit:
             raise Problem(
                 503,
                 "queue_full",
@@ -88,6 +85,28 @@ class QueueLimiter:
         cached = self._depth.get(queue)
         if cached is not None:
             self._depth[queue] = (cached[0] + 1, cached[1])
+
+    async def _depth_of(self, store: Store, queue: str) -> int:
+        cached = self._depth.get(queue)
+        if cached is not None and cached[1] > self._clock():
+            return cached[0]
+        refresh = self._refreshing.get(queue)
+        if refresh is None:
+            refresh = asyncio.ensure_future(self._refresh(store, queue))
+            self._refreshing[queue] = refresh
+            # A refresh nobody awaits (the stale reading was used) must not warn when it fails.
+            refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if cached is not None:
+            return cached[0]
+        return await asyncio.shield(refresh)
+
+    async def _refresh(self, store: Store, queue: str) -> int:
+        try:
+            depth = await store.queue_depth(queue)
+            self._depth[queue] = (depth, self._clock() + self._ttl)
+            return depth
+        finally:
+            del self._refreshing[queue]
 
 
 class BodySizeLimit:
