@@ -192,7 +192,11 @@ def serve(
     """Serve the HTTP API (FastAPI on uvicorn); docs at /docs."""
     from .api.serve import serve as run_server
 
-    _need_app(app)  # a bad --app fails here, once, with a clear message
+    settings = _need_app(app).settings  # a bad --app fails here, once, with a clear message
+    if settings.broker_url:
+        # The API checks at start-up that it may publish; doing it here too turns a refusal
+        # into one line and exit code 1 instead of uvicorn's start-up traceback.
+        _run(_check_broker(settings, "publish"))
     run_server(
         app,
         host=host,
@@ -201,6 +205,16 @@ def serve(
         inline_workers=inline_workers,
         log_level=log_level,
     )
+
+
+async def _check_broker(settings: Any, role: str) -> None:
+    from .app import Offload
+
+    probe = Offload(settings=settings)  # not the served app: its connections stay unopened
+    try:
+        await (await probe.broker()).check(role)
+    finally:
+        await probe.close()
 
 
 @keys_cli.command("create")

@@ -201,25 +201,59 @@ async def _check_and_close(broker: RabbitBroker, role: str) -> None:
         await broker.close()
 
 
+@pytest.fixture(scope="module")
+def reader_url(rabbit: RabbitSetup) -> str:
+    """An identity that may read but not publish (nor declare)."""
+    reader = f"{rabbit.prefix}-reader"
+    rabbit.users.append(reader)
+    rabbit.ctl.run("add_user", reader, stdin="reader-pw\n")
+    rabbit.ctl.run("set_permissions", "-p", rabbit.vhost, reader, "^$", "^$", ".*")
+    return with_credentials(rabbit.url, reader, "reader-pw")
+
+
 async def test_an_identity_without_publish_rights_fails_the_api_start_up_check(
-    rabbit: RabbitSetup, rabbit_ids: dict[str, Identity]
+    rabbit: RabbitSetup, rabbit_ids: dict[str, Identity], reader_url: str, sqlite_url: str
 ) -> None:
     from offload import Offload
     from offload.api import create_app
     from offload.config import Settings
 
-    reader = f"{rabbit.prefix}-reader"
-    rabbit.users.append(reader)
-    rabbit.ctl.run("add_user", reader, stdin="reader-pw\n")
-    rabbit.ctl.run("set_permissions", "-p", rabbit.vhost, reader, "^$", "^$", ".*")
-    url = with_credentials(rabbit.url, reader, "reader-pw")
-    offload = Offload(settings=Settings(broker_url=url, broker_prefix=rabbit.prefix))
+    offload = Offload(
+        settings=Settings(
+            database_url=sqlite_url, broker_url=reader_url, broker_prefix=rabbit.prefix
+        )
+    )
     api = create_app(offload)
 
     with pytest.raises(BrokerAccessDenied, match="refused to let this identity publish"):
         async with api.router.lifespan_context(api):
             pass
     await offload.close()
+
+
+def test_offload_serve_with_an_identity_that_may_not_publish_stops_with_one_clear_line(
+    rabbit: RabbitSetup, rabbit_ids: dict[str, Identity], reader_url: str, sqlite_url: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "offload.cli", "serve", "--app", "tests.apps.chaos:app"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "OFFLOAD_DATABASE_URL": sqlite_url,
+            "OFFLOAD_BROKER_URL": reader_url,
+            "OFFLOAD_BROKER_PREFIX": rabbit.prefix,
+            "PYTHONPATH": str(ROOT),
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: RabbitMQ at ")
+    assert "refused to let this identity publish" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "reader-pw" not in done.stderr
 
 
 def test_a_worker_with_the_publisher_identity_stops_at_start_up_with_one_clear_line(
