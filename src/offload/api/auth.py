@@ -8,6 +8,7 @@ plain SHA-256 lets the API find a key by an indexed lookup on every request.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -91,6 +92,7 @@ class Authenticator:
         self._ttl = cache_seconds
         self._clock = clock
         self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._lookups: dict[str, asyncio.Task[Principal | None]] = {}
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -100,22 +102,33 @@ class Authenticator:
         if scheme.lower() != "bearer" or not key:
             raise unauthorized("send an API key as 'Authorization: Bearer <key>'")
         digest = hash_key(key)
-        now = self._clock()
         cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > self._clock():
             principal = cached[0]
         else:
-            store: Store = await self._store()  # type: ignore[misc]
-            found = await store.key_get_by_hash(digest)
-            principal = (
-                Principal(found.id, found.tenant, found.role) if found and found.active else None
-            )
-            if self._ttl > 0:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[digest] = (principal, now + self._ttl)
+            # Concurrent requests with one key share one lookup: when its cache entry ends,
+            # a busy client's requests would otherwise all query the store at once.
+            lookup = self._lookups.get(digest)
+            if lookup is None:
+                lookup = self._lookups[digest] = asyncio.ensure_future(self._lookup(digest))
+            principal = await asyncio.shield(lookup)
         if principal is None:
             raise unauthorized("this API key is not valid (unknown or revoked)")
+        return principal
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        try:
+            store: Store = await self._store()  # type: ignore[misc]
+            found = await store.key_get_by_hash(digest)
+        finally:
+            del self._lookups[digest]
+        principal = None
+        if found is not None and found.active:
+            principal = Principal(found.id, found.tenant, found.role)
+        if self._ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (principal, self._clock() + self._ttl)
         return principal
 
     def forget(self, key_id: str) -> None:
