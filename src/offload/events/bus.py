@@ -239,12 +239,14 @@ class PollingTransport(Transport):
             nonlocal cursor
             while True:
                 await asyncio.sleep(self.interval)
-                if not hub.watchers:
-                    cursor = await self.store.events_head()
-                    continue
                 try:
+                    if not hub.watchers:
+                        # Keep the position current (a cheap max(id)), so a watcher that
+                        # arrives between two polls is woken for anything after its first read.
+                        cursor = await self.store.events_head()
+                        continue
                     page = await self.store.events_after(cursor, limit=1000)
-                except Exception as exc:
+                except Exception as exc:  # a locked or vanished file: try again next turn
                     log.debug("event poll failed: %s", exc)
                     continue
                 cursor = page.cursor
