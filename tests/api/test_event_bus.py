@@ -22,8 +22,11 @@ from offload import Offload
 from offload.api import create_app
 from offload.config import Settings
 from tests.api.conftest import FAST, Api, ServerThread, _make_keys
+from tests.broker.private_redis import PrivateRedis, private_redis
 from tests.conftest import service_missing, wait_until
 from tests.integration.workers import WorkerProcesses
+
+__all__ = ["private_redis"]  # the fixture, used by name
 
 APP = "tests.apps.api_jobs:app"
 QUIET = dataclasses.replace(FAST, events_heartbeat_seconds=120)
@@ -163,3 +166,34 @@ def test_an_unknown_events_url_scheme_is_refused_at_start(sqlite_url: str) -> No
     offload = Offload(settings=Settings(database_url=sqlite_url, events_url="kafka://x"))
     with pytest.raises(ValueError, match="OFFLOAD_EVENTS_URL"):
         asyncio.run(offload.store())
+
+
+async def test_a_stream_survives_a_redis_restart(
+    serve: Any, sqlite_url: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    prefix = f"offload_test_{uuid.uuid4().hex[:8]}"
+    settings = Settings(database_url=sqlite_url, events_url=private_redis.url, broker_prefix=prefix)
+    api = serve(settings)
+    job_id = await submit(api)
+    stream = asyncio.create_task(follow(api, job_id))
+
+    async def subscribed() -> bool:
+        client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1)
+        try:
+            [(_, count)] = await client.pubsub_numsub(f"{prefix}:events")
+            return count == 1
+        except (OSError, redis.RedisError):
+            return False
+        finally:
+            await client.aclose()
+
+    await wait_until(subscribed)
+    private_redis.restart_empty()  # subscriptions are gone with it
+    await wait_until(subscribed)  # the API subscribed again by itself
+    workers = WorkerProcesses(sqlite_url, tmp_path, lease_seconds=5.0)
+    workers.env |= {"OFFLOAD_EVENTS_URL": private_redis.url, "OFFLOAD_BROKER_PREFIX": prefix}
+    workers.start(app=APP, concurrency=2)
+    try:
+        assert await asyncio.wait_for(stream, 60) == DONE
+    finally:
+        workers.stop_all()

@@ -56,7 +56,7 @@ class PostgresTransport(Transport):
             while not state["closing"]:
                 try:
                     await connect()
-                except (OSError, asyncpg.PostgresError, TimeoutError):
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
 from .bus import Announcer, EventHub, Transport
 
@@ -63,8 +62,8 @@ class RedisTransport(Transport):
                         data = message.get("data")
                         if isinstance(data, bytes):
                             hub.announce(data.decode())
-                except (RedisError, OSError) as exc:
-                    log.debug("event subscription lost: %s", exc)
+                except Exception as exc:  # any failure: resubscribe (the loop must not die)
+                    log.warning("event subscription lost, resubscribing: %s", exc)
                 finally:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
