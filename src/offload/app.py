@@ -118,6 +118,7 @@ class Offload:
                         self.settings.events_url,
                         self.settings.broker_prefix,
                         self.settings.poll_interval,
+                        self.settings.events_sweep_interval,
                     )
                     announcer = await self._events.announcer()
                     if announcer is not None:  # tell the event bus about every write

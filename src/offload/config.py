@@ -29,6 +29,9 @@ class Settings:
     events_url: str | None = None
     """The event bus (SSE, WebSocket, webhooks): None uses the store (PostgreSQL NOTIFY, or
     reading the log on SQLite); ``redis://…`` Redis pub/sub on ``<broker_prefix>:events``."""
+    events_sweep_interval: float = 5.0
+    """How often each API process re-reads the event log besides the bus's wake-ups: the most
+    a lost announcement (a writer killed between its commit and its NOTIFY) delays a stream."""
     reconcile_interval: float = 10.0
     """How often the reconciler republishes jobs the store holds but the broker lost."""
     webhook_allowed_hosts: str = ""
@@ -69,6 +72,7 @@ class Settings:
             ("poll_interval", "OFFLOAD_POLL_INTERVAL"),
             ("cancel_grace", "OFFLOAD_CANCEL_GRACE"),
             ("reconcile_interval", "OFFLOAD_RECONCILE_INTERVAL"),
+            ("events_sweep_interval", "OFFLOAD_EVENTS_SWEEP_INTERVAL"),
             ("webhook_retry_window", "OFFLOAD_WEBHOOK_RETRY_WINDOW"),
             ("webhook_backoff_base", "OFFLOAD_WEBHOOK_BACKOFF_BASE"),
             ("webhook_backoff_max", "OFFLOAD_WEBHOOK_BACKOFF_MAX"),
@@ -96,6 +100,8 @@ class Settings:
             _check_notify_settings(settings)
         if settings.reconcile_interval <= 0:
             raise ValueError("OFFLOAD_RECONCILE_INTERVAL must be > 0")
+        if settings.events_sweep_interval <= 0:
+            raise ValueError("OFFLOAD_EVENTS_SWEEP_INTERVAL must be > 0")
         return settings
 
 

@@ -21,6 +21,8 @@ from httpx_sse import aconnect_sse
 from offload import Offload
 from offload.api import create_app
 from offload.config import Settings
+from offload.jobs import JobStatus
+from offload.store import Outcome, open_store
 from tests.api.conftest import FAST, Api, ServerThread, _make_keys
 from tests.broker.private_redis import PrivateRedis, private_redis
 from tests.conftest import service_missing, wait_until
@@ -197,3 +199,44 @@ async def test_a_stream_survives_a_redis_restart(
         assert await asyncio.wait_for(stream, 60) == DONE
     finally:
         workers.stop_all()
+
+
+async def test_a_lost_announcement_is_caught_by_the_hubs_periodic_read(
+    serve: Any, database_url: str
+) -> None:
+    """A writer killed between its commit and its NOTIFY: written here by a bare store, which
+    announces nothing. Heartbeats are far apart; only the hub's own read can deliver."""
+    api = serve(Settings(database_url=database_url, events_sweep_interval=0.2))
+    job_id = await submit(api)
+    seen: list[str] = []
+    first = asyncio.Event()
+
+    async def follow_it() -> None:
+        async with (
+            api.client("client_a") as c,
+            aconnect_sse(c, "GET", f"/v1/jobs/{job_id}/events") as source,
+        ):
+            async for sse in source.aiter_sse():
+                if sse.data:
+                    seen.append(sse.event)
+                    first.set()
+
+    stream = asyncio.create_task(follow_it())
+    await asyncio.wait_for(first.wait(), 30)
+    store = open_store(database_url)
+    await store.connect()
+    try:
+        [job] = await store.job_claim(
+            types=["api.slow"], queues=None, limit=1, worker_id="w", lease_seconds=30
+        )
+        done = Outcome(job.id, job.attempt, JobStatus.SUCCEEDED, result='{"steps": 2}')
+        await store.job_finish_many([done])
+    finally:
+        await store.close()
+    await asyncio.wait_for(stream, 30)
+    assert seen == ["job.queued", "job.running", "job.succeeded"]
+
+
+def test_the_sweep_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="OFFLOAD_EVENTS_SWEEP_INTERVAL"):
+        Settings.from_env({"OFFLOAD_EVENTS_SWEEP_INTERVAL": "0"})

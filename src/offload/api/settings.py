@@ -37,7 +37,8 @@ class ApiSettings:
     page_size: int = 50
     events_heartbeat_seconds: float = 15.0
     """Idle event streams (SSE, WebSocket) send a heartbeat this often, so proxies keep them
-    open; each heartbeat also re-reads the log (a lost wake-up costs at most this long)."""
+    open. An idle stream reads nothing: the process's hub re-reads the log for all of them
+    (``OFFLOAD_EVENTS_SWEEP_INTERVAL``)."""
     events_retry_ms: int = 2000
     """The SSE ``retry:`` field: how long a disconnected browser waits before reconnecting."""
     public_url: str | None = None

@@ -190,8 +190,16 @@ def end_all_streams() -> None:
 # -- transports --------------------------------------------------------------------------------
 
 
+SWEEP_SECONDS = 5.0
+"""How often push transports re-read the log anyway (a lost announcement costs at most this)."""
+
+
 def transport_for(
-    store: Store, events_url: str | None, prefix: str, poll_interval: float = 0.05
+    store: Store,
+    events_url: str | None,
+    prefix: str,
+    poll_interval: float = 0.05,
+    sweep_interval: float = SWEEP_SECONDS,
 ) -> Transport:
     if events_url:
         if not events_url.startswith(("redis://", "rediss://", "unix://")):
@@ -201,11 +209,11 @@ def transport_for(
             )
         from .redis_bus import RedisTransport
 
-        return RedisTransport(events_url, redis_channel(prefix))
+        return RedisTransport(events_url, redis_channel(prefix), store, sweep_interval)
     if store.supports_push:
         from .pg_bus import PostgresTransport
 
-        return PostgresTransport(store)
+        return PostgresTransport(store, sweep_interval)
     return PollingTransport(store, poll_interval)
 
 
@@ -224,6 +232,43 @@ class Transport:
         return None
 
 
+async def read_the_log(
+    store: Store, hub: EventHub, interval: float
+) -> Callable[[], Awaitable[None]]:
+    """Every ``interval`` seconds read the global feed from where the last read ended and wake
+    the watchers of the jobs found there: SQLite's only wake-up, and on the push transports the
+    safety net for a lost announcement (one read per process, never one per stream). Returns
+    the coroutine function that stops it."""
+    cursor = await store.events_head()
+
+    async def loop() -> None:
+        nonlocal cursor
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not hub.watchers:
+                    # Keep the position current (a cheap read), so a watcher that arrives
+                    # between two reads is woken for anything after its own first read.
+                    cursor = await store.events_head()
+                    continue
+                page = await store.events_after(cursor, limit=1000)
+            except Exception as exc:  # a locked file, a dropped connection: next turn
+                log.debug("reading the event log failed: %s", exc)
+                continue
+            cursor = page.cursor
+            if page.events:
+                hub.announce(payload_of({str(e.event.job_id) for e in page.events}))
+
+    task = asyncio.get_running_loop().create_task(loop())
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop
+
+
 class PollingTransport(Transport):
     """SQLite: nothing to send; the hub reads the global feed every ``interval`` seconds and
     wakes the watchers of the jobs it finds there."""
@@ -233,31 +278,4 @@ class PollingTransport(Transport):
         self.interval = interval
 
     async def listen(self, hub: EventHub) -> Callable[[], Awaitable[None]]:
-        cursor = await self.store.events_head()
-
-        async def poll() -> None:
-            nonlocal cursor
-            while True:
-                await asyncio.sleep(self.interval)
-                try:
-                    if not hub.watchers:
-                        # Keep the position current (a cheap max(id)), so a watcher that
-                        # arrives between two polls is woken for anything after its first read.
-                        cursor = await self.store.events_head()
-                        continue
-                    page = await self.store.events_after(cursor, limit=1000)
-                except Exception as exc:  # a locked or vanished file: try again next turn
-                    log.debug("event poll failed: %s", exc)
-                    continue
-                cursor = page.cursor
-                if page.events:
-                    hub.announce(payload_of({str(e.event.job_id) for e in page.events}))
-
-        task = asyncio.get_running_loop().create_task(poll())
-
-        async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        return stop
+        return await read_the_log(self.store, hub, self.interval)

@@ -2,8 +2,9 @@
 cursor), replayed from a position and then followed live. Shared by SSE and WebSocket.
 
 The generators yield :class:`Item` for each public event and ``None`` when ``heartbeat``
-seconds passed without one (the caller sends a keep-alive). The watch is taken before the
-first read, so nothing written between the read and the wait can be missed."""
+seconds passed without one (the caller sends a keep-alive; an idle stream reads nothing). The
+watch is taken before the first read, so nothing written between the read and the wait can be
+missed; a lost announcement is caught by the hub's own periodic read of the log."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ async def follow_job(
                 return  # its end was sent (now or before a resume): nothing more will come
             if hub.ending:
                 return
-            if not await watch.wait(heartbeat):
-                yield None
+            while not await watch.wait(heartbeat):
+                yield None  # idle: no read (the hub re-reads the log for everyone)
 
 
 async def follow_feed(
@@ -81,8 +82,7 @@ async def follow_feed(
             if follow_ups:
                 await watch.wait(follow_ups.pop(0))
                 continue
-            if await watch.wait(heartbeat):
-                # Only PostgreSQL holds events back (SQLite's feed is commit order at once).
-                follow_ups = list(FOLLOW_UPS) if store.supports_push else []
-            else:
-                yield None
+            while not await watch.wait(heartbeat):
+                yield None  # idle: no read (the hub re-reads the log for everyone)
+            # Only PostgreSQL holds events back (SQLite's feed is commit order at once).
+            follow_ups = list(FOLLOW_UPS) if store.supports_push else []

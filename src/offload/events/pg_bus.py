@@ -9,12 +9,13 @@ from typing import Any
 
 import asyncpg
 
-from .bus import CHANNEL, Announcer, EventHub, Transport
+from .bus import CHANNEL, Announcer, EventHub, Transport, read_the_log
 
 
 class PostgresTransport(Transport):
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, sweep_interval: float) -> None:
         self.store = store  # a connected PostgresStore
+        self.sweep_interval = sweep_interval
         self._announcer: Announcer | None = None
 
     async def announcer(self) -> Announcer:
@@ -64,8 +65,10 @@ class PostgresTransport(Transport):
                 return
 
         await connect()
+        sweep = await read_the_log(self.store, hub, self.sweep_interval)
 
         async def stop() -> None:
+            await sweep()
             state["closing"] = True
             if state["task"] is not None:
                 state["task"].cancel()

@@ -9,15 +9,18 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 
-from .bus import Announcer, EventHub, Transport
+from ..store import Store
+from .bus import Announcer, EventHub, Transport, read_the_log
 
 log = logging.getLogger(__name__)
 
 
 class RedisTransport(Transport):
-    def __init__(self, url: str, channel: str) -> None:
+    def __init__(self, url: str, channel: str, store: Store, sweep_interval: float) -> None:
         self.url = url
         self.channel = channel
+        self.store = store
+        self.sweep_interval = sweep_interval
         self._client: redis.Redis | None = None
         self._announcer: Announcer | None = None
 
@@ -72,8 +75,10 @@ class RedisTransport(Transport):
 
         task = asyncio.get_running_loop().create_task(run())
         await asyncio.wait_for(subscribed.wait(), 10)
+        sweep = await read_the_log(self.store, hub, self.sweep_interval)
 
         async def stop() -> None:
+            await sweep()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
