@@ -102,8 +102,8 @@ async def test_submitted_jobs_each_run_once_and_the_outbox_empties(make_app):
         for job in jobs:
             done = await wait_until(finished(app, job.id))
             assert (done.status, done.attempt) == (JobStatus.SUCCEEDED, 1)
+        assert await wait_until(lambda: outbox_empty(app))
     assert sorted(runs) == list(range(130))
-    assert await wait_until(lambda: outbox_empty(app))
 
 
 async def test_a_retried_job_comes_back_after_its_delay_and_succeeds(make_app):
@@ -235,8 +235,10 @@ async def test_a_job_written_but_never_published_is_published_by_the_reconciler(
     job, _ = await store.job_insert(new, 60)
     async with running(app):
         done = await wait_until(finished(app, job.id))
+        # The reconciler deletes the row after publishing it, which may be after the job ran;
+        # a worker stopped in between leaves it for the next reconciler (a duplicate at most).
+        assert await wait_until(lambda: outbox_empty(app))
     assert done.status is JobStatus.SUCCEEDED
-    assert await wait_until(lambda: outbox_empty(app))
 
 
 async def test_jobs_a_broker_lost_are_republished_from_the_store(make_app):
