@@ -82,6 +82,9 @@ async def test_redis_restarted_empty_mid_run_loses_nothing_and_runs_nothing_twic
 ):
     log = tmp_path / "runs.log"
     total = 5_000
+    # No worker dies here: a lease long enough that no heartbeat delayed by a busy machine
+    # lets one expire, so "attempt 1, one run each" holds for a broker failure alone.
+    workers.env["OFFLOAD_LEASE_SECONDS"] = "30"
     workers.start("--prefetch", "10", app=APP, concurrency=20)
     workers.start("--prefetch", "10", app=APP, concurrency=20)
     for start in range(0, total, 1_000):

@@ -60,6 +60,7 @@ def rabbit_workers(
             "OFFLOAD_BROKER_URL": broker_url,
             "OFFLOAD_BROKER_PREFIX": prefix,
             "OFFLOAD_RECONCILE_INTERVAL": "0.5",
+            "OFFLOAD_DISPATCH": "0",
         }
     )
     yield pool
@@ -74,6 +75,9 @@ async def test_rabbitmq_crashing_and_restarting_mid_run_loses_nothing_and_runs_n
 ) -> None:
     log = tmp_path / "runs.log"
     total = 5_000
+    # No worker dies here: a lease long enough that no heartbeat delayed by a busy machine
+    # lets one expire, so "attempt 1, one run each" holds for a broker failure alone.
+    rabbit_workers.env["OFFLOAD_LEASE_SECONDS"] = "30"
     for _ in range(2):
         rabbit_workers.start("--prefetch", "10", app=APP, concurrency=20)
     for start in range(0, total, 1_000):
