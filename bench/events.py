@@ -28,9 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,8 +39,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import infra
-from bench.http import _offload_bin, _uvicorn_impl
-from bench.scenarios import REPO_ROOT, Deadline, percentile
+from bench.scenarios import percentile
+from bench.served import ServedOffload, uvicorn_impl
 
 APP = "bench.events_app:app"
 JOB_TYPE = "bench.events.sleep"
@@ -91,103 +89,23 @@ def _ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-class EventsBench:
+class EventsBench(ServedOffload):
     def __init__(self, run_id: str, workdir: str, sizes: EventSizes) -> None:
         self.sizes = sizes
-        self.workdir = os.path.join(workdir, "events")
-        os.makedirs(self.workdir, exist_ok=True)
         self.db_handle = infra.PgDatabase(f"{run_id}_events")
-        self.port = infra.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])),
-            "PYTHONUNBUFFERED": "1",
-            "OFFLOAD_DATABASE_URL": self.db_handle.url,
-            "BENCH_EVENTS_QUEUE": f"bench_{run_id}_events",
-            "OFFLOAD_API_RATE_LIMIT": "0",
-        }
-        self.offload = _offload_bin()
-        self.server: infra.Proc | None = None
-        self.workers: infra.Proc | None = None
+        super().__init__(
+            APP,
+            WORKER_ARGS,
+            os.path.join(workdir, "events"),
+            {
+                "OFFLOAD_DATABASE_URL": self.db_handle.url,
+                "BENCH_EVENTS_QUEUE": f"bench_{run_id}_events",
+            },
+        )
         self.key = ""
 
-    def _cli(self, *args: str) -> str:
-        proc = subprocess.run(
-            [self.offload, *args, "--app", APP],
-            env=self.env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"offload {args[0]} failed: {proc.stderr.strip()[-300:]}")
-        return proc.stdout
-
     def start(self) -> None:
-        self._cli("db", "upgrade")
-        self.key = self._cli("keys", "create", "--tenant", "bench", "--role", "client").strip()
-        if not re.fullmatch(r"\S+", self.key):
-            raise RuntimeError(f"offload keys create printed {self.key!r}, not one key")
-
-    def start_server(self) -> None:
-        argv = [self.offload, "serve", "--app", APP, "--host", "127.0.0.1", "--port"]
-        argv += [str(self.port), "--log-level", "warning", "--workers", "1"]
-        self.server = infra.Proc(argv, self.env, os.path.join(self.workdir, "serve.log"), REPO_ROOT)
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        import httpx
-
-        assert self.server is not None
-        end = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            if not self.server.alive():
-                raise RuntimeError(f"offload serve exited: {self.server.tail(8)}")
-            if time.monotonic() > end:
-                raise Deadline(f"offload serve not ready after 30 s: {self.server.tail(8)}")
-            time.sleep(0.1)
-
-    def start_workers(self) -> None:
-        argv = [self.offload, "worker", "--app", APP, *WORKER_ARGS]
-        self.workers = infra.Proc(
-            argv, self.env, os.path.join(self.workdir, "workers.log"), REPO_ROOT
-        )
-
-    def stop_workers(self) -> None:
-        if self.workers is not None:
-            self.workers.stop()
-            self.workers = None
-
-    def stop(self) -> None:
-        self.stop_workers()
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def api_rss_mb(self) -> float:
-        assert self.server is not None
-        total = 0
-        for p in self.server.tree():
-            with contextlib.suppress(Exception):
-                total += p.memory_info().rss
-        return total / 2**20
-
-    def api_cpu_s(self) -> float:
-        """CPU seconds used so far by the serve process: less at the mercy of the machine's
-        other load than a latency is."""
-        assert self.server is not None
-        total = 0.0
-        for p in self.server.tree():
-            with contextlib.suppress(Exception):
-                t = p.cpu_times()
-                total += t.user + t.system
-        return total
+        self.key = self.prepare()
 
     def _client(self, connections: int = 100) -> Any:
         import httpx
@@ -307,7 +225,7 @@ class EventsBench:
         self.stop()
         with psycopg.connect(self.db_handle.url, autocommit=True, connect_timeout=10) as conn:
             conn.execute("TRUNCATE offload_jobs, offload_job_events")
-        self.start_server()
+        self.start_server(1)
         self.start_workers()
 
     def repeat(self, result: EventsResult) -> None:
@@ -322,7 +240,7 @@ def run_events(
     """The event-stream scenarios, ``repeat`` times; never raises."""
     sizes = EVENTS_QUICK if quick else EVENTS_FULL
     result = EventsResult(
-        config=f"offload serve --workers 1 ({_uvicorn_impl()}); PostgreSQL, bus = NOTIFY; "
+        config=f"offload serve --workers 1 ({uvicorn_impl()}); PostgreSQL, bus = NOTIFY; "
         f"offload worker {' '.join(WORKER_ARGS[:4])}; {sizes.clients} client tasks",
         sizes=asdict(sizes),
     )

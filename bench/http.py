@@ -31,15 +31,11 @@ Every process started here is on the harness's cleanup stack; every wait has a d
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -50,7 +46,8 @@ from rich.table import Table
 
 from bench import infra
 from bench.httpload import LoadRun, closed_loop, encode_request, open_loop
-from bench.scenarios import REPO_ROOT, Deadline, deadline, percentile
+from bench.scenarios import Deadline, deadline, percentile
+from bench.served import ServedOffload, uvicorn_impl
 
 APP = "bench.http_app:app"
 JOB_TYPE = "bench.noop"
@@ -266,20 +263,7 @@ def _pct(run: LoadRun, q: float) -> float:
     return percentile(sorted(run.latencies_ms), q) if run.latencies_ms else float("nan")
 
 
-def _offload_bin() -> str:
-    path = os.path.join(os.path.dirname(sys.executable), "offload")
-    if not os.path.exists(path):
-        raise RuntimeError(f"{path} not found (is offload installed in this venv?)")
-    return path
-
-
-def _uvicorn_impl() -> str:
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return f"{loop} + {http}"
-
-
-class HttpBench:
+class HttpBench(ServedOffload):
     def __init__(
         self,
         run_id: str,
@@ -289,50 +273,23 @@ class HttpBench:
     ) -> None:
         self.sizes = sizes
         self.log = log
-        self.workdir = os.path.join(workdir, "http")
-        os.makedirs(self.workdir, exist_ok=True)
         self.db_handle = infra.PgDatabase(f"{run_id}_http")
         self.pg_url = self.db_handle.url
         self.queue = f"bench_{run_id}_http"
-        self.port = infra.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])),
-            "PYTHONUNBUFFERED": "1",
-            "OFFLOAD_DATABASE_URL": self.pg_url,
-            "BENCH_HTTP_QUEUE": self.queue,
-            "OFFLOAD_API_RATE_LIMIT": "0",
-        }
-        self.offload = _offload_bin()
-        self.server: infra.Proc | None = None
-        self.workers: infra.Proc | None = None
+        super().__init__(
+            APP,
+            WORKER_ARGS,
+            os.path.join(workdir, "http"),
+            {"OFFLOAD_DATABASE_URL": self.pg_url, "BENCH_HTTP_QUEUE": self.queue},
+        )
         self.db: Db | None = None
         self.key = ""
         self.post_raw = b""
 
-    # -- processes --------------------------------------------------------------------------
-    def _cli(self, *args: str) -> str:
-        proc = subprocess.run(
-            [self.offload, *args, "--app", APP],
-            env=self.env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"offload {args[0]} failed: {proc.stderr.strip()[-300:]}")
-        return proc.stdout
-
     def start(self) -> None:
-        self._cli("db", "upgrade")
+        self.key = self.prepare()
         self.db = Db(self.pg_url)
         infra.CLEANUP.push("http bench db connection", self.db.close)
-        self.key = self._cli("keys", "create", "--tenant", "bench", "--role", "client").strip()
-        if not re.fullmatch(r"\S+", self.key):
-            raise RuntimeError(f"offload keys create printed {self.key!r}, not one key")
         self.post_raw = encode_request(
             "POST",
             "/v1/jobs",
@@ -340,69 +297,13 @@ class HttpBench:
             {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
             SUBMIT_BODY,
         )
-        argv = [self.offload, "serve", "--app", APP, "--host", "127.0.0.1"]
-        argv += ["--port", str(self.port), "--log-level", "warning", "--workers", str(API_WORKERS)]
-        self.server = infra.Proc(argv, self.env, os.path.join(self.workdir, "serve.log"), REPO_ROOT)
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        import httpx
-
-        assert self.server is not None
-        end = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            if not self.server.alive():
-                raise RuntimeError(f"offload serve exited: {self.server.tail(8)}")
-            if time.monotonic() > end:
-                raise Deadline(f"offload serve not ready after 30 s: {self.server.tail(8)}")
-            time.sleep(0.1)
-
-    def start_workers(self) -> None:
-        argv = [self.offload, "worker", "--app", APP, *WORKER_ARGS]
-        self.workers = infra.Proc(
-            argv, self.env, os.path.join(self.workdir, "workers.log"), REPO_ROOT
-        )
-
-    def stop_workers(self) -> None:
-        if self.workers is not None:
-            self.workers.stop()
-            self.workers = None
+        self.start_server(API_WORKERS)
 
     def stop(self) -> None:
-        self.stop_workers()
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        super().stop()
         if self.db is not None:
             self.db.close()
             self.db = None
-
-    def api_rss_mb(self) -> float:
-        assert self.server is not None
-        total = 0
-        for p in self.server.tree():
-            with contextlib.suppress(Exception):
-                total += p.memory_info().rss
-        return total / 2**20
-
-    def api_cpu_s(self) -> float:
-        """CPU seconds (user + system) used so far by the serve process tree: per request, a
-        figure that depends far less on what else runs on the machine than a rate does."""
-        assert self.server is not None
-        total = 0.0
-        for p in self.server.tree():
-            with contextlib.suppress(Exception):
-                t = p.cpu_times()
-                total += t.user + t.system
-        return total
-
-    def check_server(self) -> None:
-        if self.server is None or not self.server.alive():
-            tail = self.server.tail(8) if self.server else ""
-            raise RuntimeError(f"offload serve died: {tail}")
 
     # -- one repeat -------------------------------------------------------------------------
     def repeat(self, rep: int, result: HttpResult, have_wrk: bool) -> None:
@@ -542,7 +443,7 @@ def run_http(
     """All HTTP scenarios, ``repeat`` times; never raises (failures end up in the result)."""
     sizes = HTTP_QUICK if quick else HTTP_FULL
     result = HttpResult(
-        config=f"offload serve --workers {API_WORKERS} ({_uvicorn_impl()}), rate limit off; "
+        config=f"offload serve --workers {API_WORKERS} ({uvicorn_impl()}), rate limit off; "
         f"PostgreSQL; burst workers: offload worker {' '.join(WORKER_ARGS[:6])}",
         sizes=asdict(sizes),
     )
