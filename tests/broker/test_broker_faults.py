@@ -6,8 +6,6 @@ exactly once."""
 from __future__ import annotations
 
 import asyncio
-import collections
-import os
 import signal
 import subprocess
 import sys
@@ -18,8 +16,13 @@ from pathlib import Path
 import pytest
 
 from offload import JobStatus, Offload, Settings
-from offload.store import JobFilter
 from tests.apps import broker_jobs
+from tests.broker.fault_scenarios import (
+    APP,
+    broker_fails_mid_run,
+    runs,
+    sigkilled_holder_is_taken_over,
+)
 from tests.broker.private_redis import PrivateRedis, private_redis
 from tests.conftest import wait_until
 from tests.integration.workers import ROOT, WorkerProcesses
@@ -27,8 +30,6 @@ from tests.integration.workers import ROOT, WorkerProcesses
 pytestmark = pytest.mark.slow
 
 __all__ = ["private_redis"]
-
-APP = "tests.apps.broker_jobs:app"
 
 
 @pytest.fixture
@@ -63,55 +64,15 @@ def workers(
     pool.stop_all()
 
 
-def runs(log: Path) -> collections.Counter[tuple[str, str]]:
-    """(event, job id) → how many times it was logged."""
-    counts: collections.Counter[tuple[str, str]] = collections.Counter()
-    if log.exists():
-        for line in log.read_text().splitlines():
-            event, job_id, *_ = line.split()
-            counts[(event, job_id)] += 1
-    return counts
-
-
-async def count(app: Offload, status: JobStatus) -> int:
-    return await (await app.store()).job_count(JobFilter(status=[status]))
-
-
 async def test_redis_restarted_empty_mid_run_loses_nothing_and_runs_nothing_twice(
     app: Offload, workers: WorkerProcesses, private_redis: PrivateRedis, tmp_path: Path
 ):
-    log = tmp_path / "runs.log"
-    total = 5_000
-    # No worker dies here: a lease long enough that no heartbeat delayed by a busy machine
-    # lets one expire, so "attempt 1, one run each" holds for a broker failure alone.
-    workers.env["OFFLOAD_LEASE_SECONDS"] = "30"
-    workers.start("--prefetch", "10", app=APP, concurrency=20)
-    workers.start("--prefetch", "10", app=APP, concurrency=20)
-    for start in range(0, total, 1_000):
-        await app.submit_many(
-            "broker.work", [{"log": str(log), "seconds": 0.01}] * min(1_000, total - start)
-        )
-
-    async def a_fifth_done() -> bool:
-        return await count(app, JobStatus.SUCCEEDED) >= total // 5
-
-    await wait_until(a_fifth_done, timeout=120)
-    private_redis.restart_empty()  # every stream, group and pending entry is gone
-    assert await count(app, JobStatus.SUCCEEDED) < total  # it really was mid-run
-
-    async def all_done() -> bool:
-        return await count(app, JobStatus.SUCCEEDED) == total
-
-    await wait_until(all_done, timeout=240, interval=0.5)
-    store = await app.store()
-    jobs = await store.job_list(JobFilter(), limit=total + 1)
-    assert len(jobs) == total
-    assert {j.status for j in jobs} == {JobStatus.SUCCEEDED}
-    assert {j.attempt for j in jobs} == {1}  # no attempt was lost, none repeated
+    # Every stream, group and pending entry is gone at once.
+    jobs = await broker_fails_mid_run(
+        app, workers, tmp_path / "runs.log", private_redis.restart_empty
+    )
     assert {j.result["job"] for j in jobs} == {str(j.id) for j in jobs}  # type: ignore[index]
-    counts = runs(log)
-    assert all(counts[("start", str(j.id))] == 1 for j in jobs), "a job ran twice"
-    assert sum(1 for (event, _), _n in counts.items() if event == "done") == total
+    store = await app.store()
     for job in jobs[:50]:  # one success event each (spot check)
         events = [e.type for e in await store.job_events(job.id)]
         assert events.count("job.succeeded") == 1
@@ -121,41 +82,7 @@ async def test_redis_restarted_empty_mid_run_loses_nothing_and_runs_nothing_twic
 async def test_messages_held_by_a_sigkilled_worker_are_taken_over_and_completed(
     app: Offload, workers: WorkerProcesses, tmp_path: Path
 ):
-    log = tmp_path / "runs.log"
-    doomed = workers.start("--prefetch", "20", app=APP, concurrency=4)
-    jobs = await app.submit_many("broker.work", [{"log": str(log), "seconds": 0.5}] * 12)
-
-    async def holding_them_all() -> bool:
-        running = await (await app.store()).job_list(
-            JobFilter(status=[JobStatus.RUNNING]), limit=100
-        )
-        return len(running) == len(jobs) and all(
-            j.worker_id and f":{doomed.pid}:" in j.worker_id for j in running
-        )
-
-    await wait_until(holding_them_all)  # 4 running, 8 held under lease, none acknowledged
-    os.killpg(doomed.pid, signal.SIGKILL)
-    doomed.wait(10)
-    survivor = workers.start(app=APP, concurrency=12)
-
-    async def all_done() -> bool:
-        return await count(app, JobStatus.SUCCEEDED) == len(jobs)
-
-    await wait_until(all_done, timeout=60)
-    counts = runs(log)
-    for job in jobs:
-        final = await app.get_job(job.id)
-        assert final is not None and final.status is JobStatus.SUCCEEDED
-        assert final.attempt == 2  # the dead worker's attempt was counted, then fenced off
-        assert counts[("done", str(job.id))] == 1
-    lines = log.read_text().splitlines()
-    assert sum(f" 2 {survivor.pid}" in line and line.startswith("done") for line in lines) == 12
-    broker = await app.broker()
-    assert await wait_until(lambda: _backlog_is_zero(broker))
-
-
-async def _backlog_is_zero(broker) -> bool:  # type: ignore[no-untyped-def]
-    return await broker.backlog("default") == 0
+    await sigkilled_holder_is_taken_over(app, workers, tmp_path / "runs.log")
 
 
 async def test_a_job_whose_submitter_died_before_publishing_is_published_by_the_reconciler(
