@@ -18,9 +18,17 @@ worker more unacknowledged messages than it can hold. A message is acknowledged 
 store no longer needs it (see :class:`~offload.broker.base.MessageConsumer`), so a worker that
 dies (SIGKILL) leaves its messages unacked and RabbitMQ delivers them to another worker.
 
-``connect_robust`` reconnects after a broker restart and re-registers the consumers. Messages
-received before the break cannot be acked any more (their channel is gone); RabbitMQ delivers
-them again, and the store's claim fences the copies off, so a job still runs once.
+``connect_robust`` reconnects after a broker restart and reopens the channels (their qos and
+declarations included). Messages received before the break cannot be acked any more (their
+channel is gone); RabbitMQ delivers them again, and the store's claim fences the copies off, so
+a job still runs once.
+
+The hot paths go to the ``aiormq`` channel under aio-pika's robust one: publishing is
+``basic_publish`` with prebuilt properties, and a consumer is a raw ``basic_consume`` callback
+that reads the ``DeliveredMessage`` itself. aio-pika builds an ``IncomingMessage`` per
+delivery (and an ``aio_pika.Message`` per publish): most of a worker's per-message CPU on
+no-op jobs. Since aio-pika only re-registers the consumers it made, the consumer registers its
+own again from the channel's reopen callback (see :meth:`RabbitConsumer._on_reopen`).
 
 Priorities: RabbitMQ 3.10 (the version here) refuses ``x-max-priority`` on quorum queues
 (priority support for quorum queues arrived in 4.0). A queue is FIFO; a consumer hands the
@@ -43,11 +51,13 @@ import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
 
 from ..config import redact_url
 from ..errors import BrokerAccessDenied
@@ -107,7 +117,9 @@ class RabbitBroker(Broker):
         self.url = url
         self.names = Names(prefix)
         self._conn: AbstractRobustConnection | None = None
-        self._exchange: AbstractExchange | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        """The confirming channel publishes go through (its aiormq channel, see publish)."""
+        self._message_ids = itertools.count()
         self._declared: set[str] = set()
         self._declaring = asyncio.Lock()
         self._created: set[str] = set()
@@ -134,7 +146,7 @@ class RabbitBroker(Broker):
                 f"RabbitMQ at {redact_url(self.url)} is not reachable: {_describe(exc)}"
             ) from None
         try:
-            self._exchange = await self._declare_exchange(conn)
+            self._publisher = await self._declare_exchange(conn)
         except _REFUSALS as exc:
             await conn.close()
             raise BrokerAccessDenied(
@@ -150,9 +162,9 @@ class RabbitBroker(Broker):
             ) from None
         self._conn = conn
 
-    async def _declare_exchange(self, conn: AbstractRobustConnection) -> AbstractExchange:
-        """Declare the jobs exchange; an identity that may only publish (no configure right)
-        uses the existing one instead."""
+    async def _declare_exchange(self, conn: AbstractRobustConnection) -> AbstractRobustChannel:
+        """Declare the jobs exchange (an identity that may only publish, without the configure
+        right, uses the existing one instead); return the confirming channel to publish on."""
         probe = await conn.channel()
         try:
             await probe.declare_exchange(
@@ -164,7 +176,8 @@ class RabbitBroker(Broker):
             with contextlib.suppress(*_ERRORS):
                 await probe.close()
         channel = await conn.channel(publisher_confirms=True)
-        return await channel.get_exchange(self.names.exchange, ensure=True)
+        await channel.get_exchange(self.names.exchange, ensure=True)
+        return channel  # type: ignore[return-value]  # a robust connection's channels are robust
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -235,15 +248,26 @@ class RabbitBroker(Broker):
         if not messages:
             return
         self._connection()
-        assert self._exchange is not None
-        exchange = self._exchange
+        assert self._publisher is not None
+        exchange = self.names.exchange
+        ids = self._message_ids
         try:
             await self._ensure_queues({m.queue for m in messages})
+            # After a reconnect this is the reopened channel (it waits for the reconnect).
+            channel = await self._publisher.get_underlay_channel()
             # Publishes are pipelined; each waits for its confirm (the message is in the
-            # quorum queue's log on disk) and all must succeed.
+            # quorum queue's log on disk) and all must succeed. mandatory: an unroutable
+            # message comes back instead of being dropped.
             confirms = await asyncio.gather(
                 *(
-                    exchange.publish(_amqp_message(m), m.queue, timeout=PUBLISH_TIMEOUT)
+                    channel.basic_publish(
+                        m.encode(),
+                        exchange=exchange,
+                        routing_key=m.queue,
+                        properties=_properties(m, next(ids)),
+                        mandatory=True,
+                        timeout=PUBLISH_TIMEOUT,
+                    )
                     for m in messages
                 )
             )
@@ -384,27 +408,44 @@ class RabbitConsumer(MessageConsumer):
         self.broker = broker
         self.queues = list(queues) if queues else None
         self.capacity = max(1, capacity)
-        self._channel: AbstractChannel | None = None
-        self._consuming: dict[str, AbstractQueue] = {}
-        self._buffer: list[tuple[int, int, AbstractIncomingMessage, Message]] = []
+        self._channel: AbstractRobustChannel | None = None
+        self._raw: aiormq.abc.AbstractChannel | None = None
+        """The aiormq channel under ``_channel`` that the consumers below are registered on."""
+        self._consuming: dict[str, str] = {}
+        """Offload queue name -> consumer tag, on ``_raw``."""
+        self._consume_lock = asyncio.Lock()
+        self._buffer: list[tuple[int, int, Delivery]] = []
         self._order = itertools.count()
         self._arrived = asyncio.Event()
         self._discovering: asyncio.Task[None] | None = None
         self._unacked: dict[Any, set[int]] = {}
-        """Delivery tags received and not acknowledged yet, per (underlying) channel."""
+        """Delivery tags received and not acknowledged yet, per aiormq channel."""
 
     async def _start(self) -> None:
         """Open the channel and consume (again after a failure: each step is idempotent)."""
         if self._channel is None:
-            channel = await self.broker._connection().channel()
+            channel: Any = await self.broker._connection().channel()
             await channel.set_qos(prefetch_count=self.capacity)
             await self.broker.declare_dead_letters(channel)
+            # aio-pika reopens the channel after a reconnect (qos and declarations included)
+            # but knows nothing of consumers registered on the aiormq channel under it.
+            channel.reopen_callbacks.add(self._on_reopen)
             self._channel = channel
         if self.queues is not None:
-            await self._consume(self.queues)
+            raw = self._raw
+            if raw is None or raw.is_closed or len(self._consuming) < len(self.queues):
+                await self._consume(self.queues)
         elif self._discovering is None:
             await self._discover()
             self._discovering = asyncio.create_task(self._discover_forever())
+
+    async def _on_reopen(self, _channel: object) -> None:
+        """The robust channel came back on a new connection: consume again at once, rather
+        than at the next :meth:`receive` (which would do it too)."""
+        try:
+            await self._consume(list(self._consuming))
+        except Exception as exc:
+            log.warning("consuming again after a reconnect failed (%s); retrying later", exc)
 
     async def _discover(self) -> None:
         await self._consume([q.name for q in await self.store.queue_list()])
@@ -420,23 +461,43 @@ class RabbitConsumer(MessageConsumer):
 
     async def _consume(self, names: Sequence[str]) -> None:
         assert self._channel is not None
-        for name in names:
-            if name in self._consuming:
-                continue
-            queue = await self.broker.declare_queue(self._channel, name)
-            await queue.consume(self._on_message)
-            self._consuming[name] = queue
+        async with self._consume_lock:  # a reopen and a receive may both get here
+            raw = await self._channel.get_underlay_channel()
+            if raw is not self._raw:
+                # A new aiormq channel (reconnected): the old consumer tags died with the old.
+                self._raw = raw
+                self._consuming = dict.fromkeys(self._consuming, "")
+                raw.on_consumer_cancel_callbacks.add(self._on_cancel)
+            for name in names:
+                if self._consuming.get(name):
+                    continue
+                queue = await self.broker.declare_queue(self._channel, name)
+                ok = await raw.basic_consume(queue.name, self._on_delivery, no_ack=False)
+                self._consuming[name] = ok.consumer_tag or ""
 
-    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+    def _on_cancel(self, frame: Basic.Cancel) -> None:
+        """RabbitMQ cancelled a consumer (its queue was deleted): the next :meth:`receive`
+        declares the queue and consumes again."""
+        for name, tag in self._consuming.items():
+            if tag == frame.consumer_tag:
+                self._consuming[name] = ""
+
+    async def _on_delivery(self, delivered: DeliveredMessage) -> None:
+        """aiormq's consumer callback, one per delivery: no objects beyond the offload
+        :class:`Message` and :class:`Delivery` (whose tag is ``(channel, delivery_tag)``)."""
+        frame: Any = delivered.delivery
+        channel = delivered.channel
+        tag: int = frame.delivery_tag
         try:
-            message = Message.decode(incoming.body)
+            message = Message.decode(delivered.body)
         except ValueError:
             log.warning("dead-lettering a message that is not an offload message")
             with contextlib.suppress(*_ERRORS):
-                await incoming.reject(requeue=False)
+                await channel.basic_reject(tag, requeue=False)
             return
-        heapq.heappush(self._buffer, (-message.priority, next(self._order), incoming, message))
-        self._unacked.setdefault(incoming.channel, set()).add(incoming.delivery_tag or 0)
+        delivery = Delivery(message, (channel, tag), bool(frame.redelivered))
+        heapq.heappush(self._buffer, (-message.priority, next(self._order), delivery))
+        self._unacked.setdefault(channel, set()).add(tag)
         self._arrived.set()
 
     async def receive(self, limit: int, wait: float) -> list[Delivery]:
@@ -458,8 +519,7 @@ class RabbitConsumer(MessageConsumer):
             await asyncio.sleep(0)
         taken: list[Delivery] = []
         while self._buffer and len(taken) < limit:
-            _, _, incoming, message = heapq.heappop(self._buffer)
-            taken.append(Delivery(message, incoming, bool(incoming.redelivered)))
+            taken.append(heapq.heappop(self._buffer)[2])
         return taken
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
@@ -467,8 +527,8 @@ class RabbitConsumer(MessageConsumer):
         held go in one ``multiple`` ack; the others one by one."""
         by_channel: dict[Any, set[int]] = {}
         for delivery in deliveries:
-            incoming: AbstractIncomingMessage = delivery.tag
-            by_channel.setdefault(incoming.channel, set()).add(incoming.delivery_tag or 0)
+            channel, tag = delivery.tag
+            by_channel.setdefault(channel, set()).add(tag)
         for channel, tags in by_channel.items():
             unacked = self._unacked.get(channel, set())
             unacked -= tags
@@ -490,13 +550,12 @@ class RabbitConsumer(MessageConsumer):
         """Reject without requeue: the quorum queue moves the message to ``<prefix>.dead``.
         Rejected before any ``multiple`` ack that would otherwise cover its tag."""
         for delivery in deliveries:
-            incoming: AbstractIncomingMessage = delivery.tag
-            channel = incoming.channel
-            self._unacked.get(channel, set()).discard(incoming.delivery_tag or 0)
+            channel, tag = delivery.tag
+            self._unacked.get(channel, set()).discard(tag)
             if channel.is_closed:
                 continue
             with contextlib.suppress(*_ERRORS):
-                await channel.basic_reject(incoming.delivery_tag or 0, requeue=False)
+                await channel.basic_reject(tag, requeue=False)
 
     async def close(self) -> None:
         if self._discovering is not None:
@@ -504,6 +563,7 @@ class RabbitConsumer(MessageConsumer):
             await asyncio.gather(self._discovering, return_exceptions=True)
             self._discovering = None
         channel, self._channel = self._channel, None
+        self._raw = None
         self._consuming.clear()
         self._buffer.clear()
         self._unacked.clear()
@@ -521,11 +581,14 @@ def _returned(confirm: object) -> bool:
     return isinstance(confirm, aiormq.abc.DeliveredMessage)
 
 
-def _amqp_message(message: Message) -> aio_pika.Message:
-    return aio_pika.Message(
-        message.encode(),
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+def _properties(message: Message, serial: int) -> Basic.Properties:
+    """Persistent, JSON. A message id of our own (aiormq would draw a random one): it matches a
+    returned (unroutable) message to its publish, so it must be unique among those in flight,
+    and each call needs its own object because aiormq writes the id into it."""
+    return Basic.Properties(
         content_type="application/json",
+        delivery_mode=2,
+        message_id=f"{message.job_id.hex}.{serial}",
     )
 
 
