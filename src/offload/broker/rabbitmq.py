@@ -418,6 +418,7 @@ class RabbitConsumer(MessageConsumer):
         self._order = itertools.count()
         self._arrived = asyncio.Event()
         self._discovering: asyncio.Task[None] | None = None
+        self._reconsuming: asyncio.Future[None] | None = None
         self._unacked: dict[Any, set[int]] = {}
         """Delivery tags received and not acknowledged yet, per aiormq channel."""
 
@@ -439,13 +440,23 @@ class RabbitConsumer(MessageConsumer):
             await self._discover()
             self._discovering = asyncio.create_task(self._discover_forever())
 
-    async def _on_reopen(self, _channel: object) -> None:
-        """The robust channel came back on a new connection: consume again at once, rather
-        than at the next :meth:`receive` (which would do it too)."""
-        try:
-            await self._consume(list(self._consuming))
-        except Exception as exc:
-            log.warning("consuming again after a reconnect failed (%s); retrying later", exc)
+    def _on_reopen(self, _channel: object) -> None:
+        """The robust channel came back on a new connection: consume again now rather than at
+        the next :meth:`receive` (which would too), retrying while the node still recovers its
+        quorum queues (a declaration then fails with INTERNAL_ERROR for a while)."""
+        if self._reconsuming is None or self._reconsuming.done():
+            self._reconsuming = asyncio.ensure_future(self._consume_again())
+
+    async def _consume_again(self) -> None:
+        delay = 0.2
+        while self._channel is not None and not self._channel.is_closed:
+            try:
+                await self._consume(list(self._consuming))
+                return
+            except Exception as exc:
+                log.warning("consuming again after a reconnect failed (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _discover(self) -> None:
         await self._consume([q.name for q in await self.store.queue_list()])
@@ -558,6 +569,10 @@ class RabbitConsumer(MessageConsumer):
                 await channel.basic_reject(tag, requeue=False)
 
     async def close(self) -> None:
+        if self._reconsuming is not None:
+            self._reconsuming.cancel()
+            await asyncio.gather(self._reconsuming, return_exceptions=True)
+            self._reconsuming = None
         if self._discovering is not None:
             self._discovering.cancel()
             await asyncio.gather(self._discovering, return_exceptions=True)
