@@ -6,6 +6,7 @@ rather than add a dependency."""
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 import uuid
@@ -44,27 +45,32 @@ def uuid7() -> uuid.UUID:
 def uuid7_many(count: int) -> list[uuid.UUID]:
     """``count`` new ids at once (one lock and one read of the random source): bulk submits."""
     global _last_millis, _counter
-    randomness = os.urandom(8 * count)
+    randoms = struct.unpack(f">{count}Q", os.urandom(8 * count))
     ids = []
+    append = ids.append
     with _lock:
         millis = time.time_ns() // 1_000_000
         if millis > _last_millis:
             _last_millis, _counter = millis, 0
-        for i in range(count):
-            _counter += 1
-            if _counter > 0xFFF:
-                _last_millis, _counter = _last_millis + 1, 0
-            rand = int.from_bytes(randomness[8 * i : 8 * i + 8], "big")
-            ids.append(
-                uuid.UUID(
-                    int=(_last_millis & 0xFFFF_FFFF_FFFF) << 80
-                    | 0x7 << 76
-                    | _counter << 64
-                    | 0b10 << 62
-                    | rand & 0x3FFF_FFFF_FFFF_FFFF
-                )
-            )
+        counter = _counter
+        head = _head(_last_millis)
+        for rand in randoms:
+            counter += 1
+            if counter > 0xFFF:
+                _last_millis, counter = _last_millis + 1, 0
+                head = _head(_last_millis)
+            append(uuid.UUID(int=head | counter << 64 | rand & _RAND_B))
+        _counter = counter
     return ids
+
+
+_RAND_B = 0x3FFF_FFFF_FFFF_FFFF
+"""The 62 random bits after the variant."""
+
+
+def _head(millis: int) -> int:
+    """The bits of a UUIDv7 that only change with the millisecond: time, version, variant."""
+    return (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | 0b10 << 62
 
 
 def parse_job_id(value: uuid.UUID | str) -> uuid.UUID | None:

@@ -7,7 +7,6 @@ Before attempt n+1 (n = the attempt that just failed) a job waits a random time 
 
 from __future__ import annotations
 
-import email.utils
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,8 +35,11 @@ def parse_retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    # The email package only for the rare HTTP date: every worker imports this module.
+    from email.utils import parsedate_to_datetime
+
     try:
-        when = email.utils.parsedate_to_datetime(value)
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:

@@ -29,3 +29,5 @@ def test_a_worker_and_its_dispatcher_load_no_http_or_smtp_client_until_they_send
         "import offload.worker.worker, offload.worker.process, offload.notify.dispatcher"
     )
     assert not {"httpx", "aiosmtplib", "rich", "fastapi", "offload.client"} & loaded
+    # Nor the email package or the webhook signer (about 1.5 MB a process) before it sends.
+    assert not {"email.utils", "email.message", "standardwebhooks"} & loaded

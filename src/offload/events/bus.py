@@ -22,7 +22,7 @@ import contextlib
 import logging
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from ..store import Store
@@ -43,23 +43,41 @@ def redis_channel(prefix: str) -> str:
 class Announcer:
     """Collects the ids of jobs with new events and sends them as few announcements: one per
     event-loop turn, whatever the number of writes in it. A failed send is logged and
-    dropped: listeners re-read the log periodically anyway."""
+    dropped: listeners re-read the log periodically anyway.
+
+    The send starts one loop turn after the write is announced, so that whatever the writer
+    does next (a worker starting the jobs it just claimed, a submit publishing to the
+    broker) is not queued behind it."""
 
     def __init__(self, send: Callable[[str], Awaitable[Any]]) -> None:
         self._send = send
         self._pending: set[str] = set()
+        self._everything = False
+        """More than MAX_IDS jobs are waiting: announce "any job" (and stop naming them)."""
         self._task: asyncio.Task[None] | None = None
+        self._scheduled = False
 
-    def __call__(self, job_ids: Iterable[uuid.UUID]) -> None:
-        self._pending.update(str(i) for i in job_ids)
-        if self._pending and self._task is None:
+    def __call__(self, job_ids: Sequence[uuid.UUID]) -> None:
+        if not self._everything:
+            if len(self._pending) + len(job_ids) > MAX_IDS:
+                self._everything = True  # a bulk write: 10,000 ids need not become strings
+                self._pending.clear()
+            else:
+                self._pending.update(str(i) for i in job_ids)
+        if self._task is None and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        self._scheduled = False
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
         try:
-            while self._pending:
-                payload = payload_of(self._pending)
-                self._pending = set()
+            while self._pending or self._everything:
+                payload = EVERYTHING if self._everything else payload_of(self._pending)
+                self._pending, self._everything = set(), False
                 try:
                     await self._send(payload)
                 except Exception as exc:
@@ -69,7 +87,10 @@ class Announcer:
 
     async def drain(self) -> None:
         """Wait for announcements in flight (before closing the connection they use)."""
-        if self._task is not None:
+        while self._scheduled or self._task is not None:
+            if self._task is None:
+                await asyncio.sleep(0)  # the send starts on the next loop turn
+                continue
             with contextlib.suppress(Exception):
                 await self._task
 

@@ -47,11 +47,12 @@ from ..store.notify import (
     Verdict,
     WebhookEndpoint,
 )
-from . import mail, signing
 from .ssrf import AllowList
 
 if TYPE_CHECKING:
     import httpx
+
+    from .mail import SmtpSettings
 
 log = logging.getLogger("offload.notify")
 
@@ -86,7 +87,13 @@ class Dispatcher:
         self.app = app
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.allow = AllowList.parse(s.webhook_allowed_hosts)
-        self.smtp = mail.SmtpSettings.parse(s.smtp_url) if s.smtp_url else None
+        self.smtp: SmtpSettings | None = None
+        if s.smtp_url:
+            # Imported here, like the webhook client: an idle worker need not carry the
+            # email package (about 1.5 MB a process).
+            from .mail import SmtpSettings
+
+            self.smtp = SmtpSettings.parse(s.smtp_url)
         self._uniform = uniform
         self._stopping = asyncio.Event()
         self._due = asyncio.Event()
@@ -288,7 +295,9 @@ class Dispatcher:
                 return self._result(d, now, 0.0, None, why, "failed")
             secret = endpoint.secret
         else:
-            secret = await store.tenant_secret(d.tenant, signing.new_secret())
+            from .signing import new_secret
+
+            secret = await store.tenant_secret(d.tenant, new_secret())
         from . import webhook
 
         if self._http is None:
@@ -330,6 +339,8 @@ class Dispatcher:
     async def _email(self, d: Delivery, now: datetime) -> AttemptResult:
         if self.smtp is None:
             return self._result(d, now, 0.0, None, "OFFLOAD_SMTP_URL is not set", "retry")
+        from . import mail
+
         sent = await mail.send(
             self.smtp, d.target, d.id, d.payload, self.app.settings.webhook_timeout
         )

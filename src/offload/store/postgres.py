@@ -8,6 +8,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -54,6 +55,10 @@ def _dumps(value: Any) -> str:
 
 def _initial_status(job: NewJob) -> str:
     return JobStatus.SCHEDULED.value if job.delay > 0 else JobStatus.QUEUED.value
+
+
+def _inserted_jobs(jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+    return [inserted_job(job, now) for job in jobs]
 
 
 def _jsonb_encode(value: Any) -> bytes:
@@ -258,43 +263,44 @@ class PostgresStore(Store, PostgresNotify):
         multi-row INSERT, and the snapshots are built here instead of read back."""
         if not jobs:
             return []
-        queues = sorted({j.queue for j in jobs if j.delay <= 0})
+        initial = [_initial_status(job) for job in jobs]
         async with self.pool.acquire() as conn, conn.transaction():
             now = await conn.fetchval("SELECT now()")
-            snapshots = [inserted_job(job, now) for job in jobs]
-            status = {s: s.value for s in JobStatus}  # .value on an enum member is slow
+            # The snapshots returned are built in a thread while PostgreSQL ingests the rows:
+            # a third of a bulk submit's time, otherwise spent with the database idle.
+            snapshots = asyncio.get_running_loop().run_in_executor(None, _inserted_jobs, jobs, now)
             await conn.copy_records_to_table(
                 "offload_jobs",
                 columns=_COPY_JOB_COLUMNS,
                 records=[
-                    (j.id, j.type, j.queue, j.priority, status[j.status], j.input,
-                     j.max_attempts, j.run_at, j.owner, now, now)
-                    for j in snapshots
+                    (j.id, j.type, j.queue, j.priority, state, j.input, j.max_attempts,
+                     now + timedelta(seconds=j.delay) if j.delay > 0 else now, j.owner, now, now)
+                    for j, state in zip(jobs, initial, strict=True)
                 ],
             )  # fmt: skip
             await conn.copy_records_to_table(
                 "offload_job_events",
                 columns=_COPY_EVENT_COLUMNS,
                 records=[
-                    (j.id, 1, f"job.{status[j.status]}", status[j.status], 0, now)
-                    for j in snapshots
+                    (j.id, 1, f"job.{state}", state, 0, now)
+                    for j, state in zip(jobs, initial, strict=True)
                 ],
             )
             await insert_jobs_notify(conn, jobs)
+            queued = [
+                (j, state) for j, state in zip(jobs, initial, strict=True) if state == "queued"
+            ]
             if self.outbox:
                 await conn.copy_records_to_table(
                     "offload_outbox",
                     columns=_COPY_OUTBOX_COLUMNS,
-                    records=[
-                        (j.id, 1, j.queue, j.priority, now)
-                        for j in snapshots
-                        if j.status is JobStatus.QUEUED
-                    ],
+                    records=[(j.id, 1, j.queue, j.priority, now) for j, _ in queued],
                 )
-            elif queues:
-                await conn.execute(Q["notify_jobs"], queues)
-        self._events_written([j.id for j in snapshots])
-        return snapshots
+            elif queued:
+                await conn.execute(Q["notify_jobs"], sorted({j.queue for j, _ in queued}))
+            result = await snapshots
+        self._events_written([j.id for j in jobs])
+        return result
 
     # -- reading -----------------------------------------------------------------------------
 
