@@ -111,6 +111,23 @@ async def test_insert_many_stores_every_job_in_one_call_each_with_its_first_even
         assert (event.seq, event.type) == (1, f"job.{expected.value}")
 
 
+async def test_insert_many_returns_the_times_stored_for_each_job_and_its_first_event(
+    store: Store,
+):
+    # PostgreSQL leaves these timestamps to the server (column defaults) when nothing is
+    # delayed: the snapshots returned must still be exactly what was stored.
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    jobs = await store.job_insert_many([new_job(input={"i": i}) for i in range(10)])
+
+    for job in jobs:
+        stored = await store.job_get(job.id)
+        assert stored == job
+        assert before <= job.created_at == job.updated_at == job.run_at
+        [event] = await store.job_events(job.id)
+        assert event.created_at == job.created_at
+    assert len({job.created_at for job in jobs}) == 1  # one statement, one instant
+
+
 async def test_insert_many_with_nothing_to_insert_returns_an_empty_list(store: Store):
     assert await store.job_insert_many([]) == []
 
