@@ -3,6 +3,7 @@ from an opaque cursor, never skipping an event that commits late. Runs on every 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from offload.jobs import JobStatus
 from offload.store import EventFilter, FeedEvent, Lease, Outcome, Store
+from offload.store.notify import Notify
 from tests.conftest import wait_until
 from tests.contract.helpers import claim_one, insert, new_job
 
@@ -103,6 +105,25 @@ async def test_filters_by_owner_event_type_job_type_and_queue(store: Store) -> N
     both = EventFilter(owner="acme", queues=["reports", "mail"], event_types=["job.queued"])
     assert await ids(both) == [(a.id, "job.queued"), (c.id, "job.queued")]
     assert await ids(EventFilter(owner="nobody")) == []
+
+
+async def test_filters_to_the_jobs_someone_is_to_be_told_about(store: Store) -> None:
+    # The dispatcher's filter: jobs with notify targets of their own, or of tenants with
+    # webhook endpoints; nobody else's events are read.
+    plain = await insert(store, owner="zeta")
+    own = new_job(owner="zeta")
+    own = dataclasses.replace(own, notify=Notify(webhook="https://example.com/hook"))
+    await store.job_insert(own, 60)
+    tenant = await insert(store, owner="acme")
+    await settled(store, 3)
+
+    async def ids(owners: list[str] | None) -> set[uuid.UUID]:
+        events, _ = await read_all(store, None, EventFilter(notify_owners=owners), limit=2)
+        return {e.event.job_id for e in events}
+
+    assert await ids([]) == {own.id}
+    assert await ids(["acme"]) == {own.id, tenant.id}
+    assert await ids(None) == {plain.id, own.id, tenant.id}
 
 
 async def test_a_filtered_page_moves_the_cursor_past_what_it_read(store: Store) -> None:

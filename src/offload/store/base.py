@@ -182,6 +182,11 @@ class EventFilter:
     """``job.queued``, ``job.progress``, …"""
     job_types: Sequence[str] | None = None
     queues: Sequence[str] | None = None
+    notify_owners: Sequence[str] | None = None
+    """Only jobs someone is to be told about: jobs with notify targets of their own, and jobs
+    of these tenants (those with webhook endpoints). None means any job; an empty list, only
+    jobs with targets of their own. The webhook dispatcher's filter: it need not read (and
+    build) the events of every job that nobody listens to."""
 
 
 @dataclass(frozen=True, slots=True)

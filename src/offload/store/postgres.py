@@ -731,6 +731,12 @@ def _feed_filter_sql(where: EventFilter | None, args: list[Any]) -> list[str]:
         if value:
             args.append(value)
             clauses.append(column.format(len(args)))
+    if where.notify_owners is not None:
+        args.append(list(where.notify_owners))
+        clauses.append(
+            f"(j.owner = ANY(${len(args)}::text[]) OR EXISTS "
+            "(SELECT 1 FROM offload_job_notify n WHERE n.job_id = e.job_id))"
+        )
     return clauses
 
 

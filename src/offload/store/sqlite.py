@@ -843,6 +843,13 @@ def _feed_filter_sql(where: EventFilter | None) -> tuple[list[str], list[Any]]:
         if values:
             clauses.append(f"{column} IN ({','.join('?' * len(values))})")
             args += list(values)
+    if where.notify_owners is not None:
+        owners = list(where.notify_owners)
+        clauses.append(
+            f"(j.owner IN ({','.join('?' * len(owners))}) OR EXISTS "
+            "(SELECT 1 FROM offload_job_notify n WHERE n.job_id = e.job_id))"
+        )
+        args += owners
     return clauses, args
 
 
