@@ -16,6 +16,15 @@ _last_millis = 0
 _counter = 0
 
 
+_RAND_B = 0x3FFF_FFFF_FFFF_FFFF
+"""The 62 random bits after the variant."""
+
+
+def _head(millis: int) -> int:
+    """The bits of a UUIDv7 that only change with the millisecond: time, version, variant."""
+    return (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | 0b10 << 62
+
+
 def uuid7() -> uuid.UUID:
     """A new UUIDv7: 48 bits of Unix milliseconds, a 12-bit counter, 62 random bits.
 
@@ -34,12 +43,7 @@ def uuid7() -> uuid.UUID:
                 _last_millis, _counter = _last_millis + 1, 0
             millis = _last_millis
         counter = _counter
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76  # version 7
-    value |= counter << 64
-    value |= 0b10 << 62  # RFC 4122 variant
-    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
-    return uuid.UUID(int=value)
+    return uuid.UUID(int=_head(millis) | counter << 64 | rand & _RAND_B)
 
 
 def uuid7_many(count: int) -> list[uuid.UUID]:
@@ -62,15 +66,6 @@ def uuid7_many(count: int) -> list[uuid.UUID]:
             append(uuid.UUID(int=head | counter << 64 | rand & _RAND_B))
         _counter = counter
     return ids
-
-
-_RAND_B = 0x3FFF_FFFF_FFFF_FFFF
-"""The 62 random bits after the variant."""
-
-
-def _head(millis: int) -> int:
-    """The bits of a UUIDv7 that only change with the millisecond: time, version, variant."""
-    return (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | 0b10 << 62
 
 
 def parse_job_id(value: uuid.UUID | str) -> uuid.UUID | None:

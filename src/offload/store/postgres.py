@@ -294,17 +294,15 @@ class PostgresStore(Store, PostgresNotify):
                 ],
             )
             await insert_jobs_notify(conn, jobs)
-            queued = [
-                (j, state) for j, state in zip(jobs, initial, strict=True) if state == _QUEUED
-            ]
+            queued = [j for j, state in zip(jobs, initial, strict=True) if state == _QUEUED]
             if self.outbox:
                 await conn.copy_records_to_table(
                     "offload_outbox",
                     columns=_COPY_OUTBOX_COLUMNS,
-                    records=[(j.id, 1, j.queue, j.priority) for j, _ in queued],
+                    records=[(j.id, 1, j.queue, j.priority) for j in queued],
                 )
             elif queued:
-                await conn.execute(Q["notify_jobs"], sorted({j.queue for j, _ in queued}))
+                await conn.execute(Q["notify_jobs"], sorted({j.queue for j in queued}))
             result = await snapshots
         self._events_written([j.id for j in jobs])
         return result
