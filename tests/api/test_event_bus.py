@@ -21,6 +21,7 @@ from httpx_sse import aconnect_sse
 from offload import Offload
 from offload.api import create_app
 from offload.config import Settings
+from offload.events.bus import CHANNEL
 from offload.jobs import JobStatus
 from offload.store import Outcome, open_store
 from tests.api.conftest import FAST, Api, ServerThread, _make_keys
@@ -240,3 +241,47 @@ async def test_a_lost_announcement_is_caught_by_the_hubs_periodic_read(
 def test_the_sweep_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="OFFLOAD_EVENTS_SWEEP_INTERVAL"):
         Settings.from_env({"OFFLOAD_EVENTS_SWEEP_INTERVAL": "0"})
+
+
+async def test_submits_on_postgresql_announce_their_jobs_from_their_own_statement(
+    pg_url: str,
+) -> None:
+    """A key-less submit names its job on the bus from the insert's commit, once, and not
+    through the after-commit announcer; a delayed job, whose insert notifies no worker, is
+    announced after the commit. Concurrent submits that share a statement are all named."""
+    from tests.apps.api_jobs import app as jobs_app
+
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(pg_url)
+    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[3]))
+    app = Offload(settings=Settings(database_url=pg_url), registry=jobs_app.registry)
+    try:
+        store = await app.store()
+        after_commit: list[uuid.UUID] = []
+        store.on_events_written(after_commit.extend)
+
+        async def announced_until(wanted: set[str]) -> set[str]:
+            named: set[str] = set()
+            while not wanted <= named:
+                named |= set((await asyncio.wait_for(heard.get(), 30)).split(","))
+            return named
+
+        job = await app.submit("api.echo", {"text": "hi"})
+        assert await announced_until({str(job.id)}) == {str(job.id)}
+        assert after_commit == []
+
+        jobs = await asyncio.gather(*(app.submit("api.echo", {"text": str(i)}) for i in range(20)))
+        assert await announced_until({str(j.id) for j in jobs}) == {str(j.id) for j in jobs}
+        assert after_commit == []
+
+        later = await app.submit("api.echo", {"text": "later"}, delay=60)
+        assert await announced_until({str(later.id)}) == {str(later.id)}
+        assert after_commit == [later.id]
+        await app.close()  # sends whatever the announcer still holds
+        # Notifications arrive in commit order: a second announcement of any job above would
+        # come before this marker.
+        await listener.execute("SELECT pg_notify($1, 'marker')", CHANNEL)
+        assert await asyncio.wait_for(heard.get(), 30) == "marker"
+    finally:
+        await app.close()
+        await listener.close()

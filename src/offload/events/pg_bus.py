@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from .bus import CHANNEL, Announcer, EventHub, Transport, read_the_log
+from .bus import CHANNEL, Announcer, EventHub, Transport, payload_of, read_the_log
 
 
 class PostgresTransport(Transport):
@@ -21,6 +21,7 @@ class PostgresTransport(Transport):
     async def announcer(self) -> Announcer:
         if self._announcer is None:
             self._announcer = Announcer(self._notify)
+            self.store.announce_submits(CHANNEL, payload_of)
         return self._announcer
 
     async def _notify(self, payload: str) -> None:

@@ -464,7 +464,9 @@ class Store(abc.ABC):
 
     def on_events_written(self, callback: Callable[[Sequence[uuid.UUID]], None]) -> None:
         """Call ``callback(job_ids)`` in the event loop after each committed write that added
-        events to those jobs' logs (the event bus announces them; :mod:`offload.events.bus`)."""
+        events to those jobs' logs (the event bus announces them; :mod:`offload.events.bus`).
+        On PostgreSQL, key-less submits may announce themselves instead
+        (``PostgresStore.announce_submits``)."""
         if self._events_listeners is None:
             self._events_listeners = []
         self._events_listeners.append(callback)

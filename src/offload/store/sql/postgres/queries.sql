@@ -5,6 +5,8 @@
 -- inputs and trace contexts as JSON text (an array of jsonb cannot carry arrays).
 -- $12: a message broker is configured: an outbox row for each queued job instead of a NOTIFY
 -- (workers hear of the job from the broker).
+-- $13, $14: the event bus's channel and announcement, sent by this statement's commit along
+-- with the workers' NOTIFY (NULL: the caller announces after the commit).
 WITH job AS (
     INSERT INTO offload_jobs (id, type, queue, priority, status, input, max_attempts, run_at,
                               owner, idempotency_key, trace_context, created_at, updated_at)
@@ -22,11 +24,13 @@ WITH job AS (
 ), outbox AS (
     INSERT INTO offload_outbox (job_id, seq, queue, priority, created_at)
     SELECT id, 1, queue, priority, created_at FROM job WHERE $12::boolean AND status = 'queued'
+), announced AS (
+    SELECT pg_notify($13::text, $14::text) WHERE $13::text IS NOT NULL
 )
 SELECT job.*,
        CASE WHEN NOT $12::boolean AND job.status = 'queued'
             THEN pg_notify('offload_jobs', job.queue) END
-FROM job
+FROM job LEFT JOIN announced ON true
 
 -- name: notify_jobs
 SELECT pg_notify('offload_jobs', q) FROM unnest($1::text[]) AS q
