@@ -209,7 +209,7 @@ class PostgresStore(Store, PostgresNotify):
         """Key-less submits announce their jobs on the event bus's ``channel`` themselves, in
         the statement that inserts them: it notifies the workers anyway, so it holds
         PostgreSQL's notify lock through its commit already, where an announcement after the
-        commit costs each submit a second transaction and round trip (a third of a submit's
+        commit costs each submit a second transaction and round trip (over a quarter of its
         CPU). Their ids then do not reach :meth:`on_events_written` listeners; every other
         write's still do."""
         self._submit_bus = (channel, payload_of)
