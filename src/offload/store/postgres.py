@@ -218,9 +218,9 @@ class PostgresStore(Store, PostgresNotify):
         """Key-less submits that arrived together (:attr:`_inserts`): one statement."""
         ids = [job.id for job in jobs]
         bus = self._submit_bus
-        # Only where the statement notifies the workers: a broker, or jobs that all wait for
-        # their time, take no notify lock, and must not start to for the announcement.
-        if bus is None or self.outbox or all(job.delay > 0 for job in jobs):
+        # Only where the statement notifies the workers (no broker, a queued job): otherwise
+        # it takes no notify lock, and must not start to for the announcement.
+        if bus is None or self.outbox or _QUEUED not in map(_initial_status, jobs):
             inserted = await self._insert_rows(self.pool, jobs)
             self._events_written(ids)
             return inserted
